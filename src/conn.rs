@@ -1,0 +1,262 @@
+//! One client connection on a worker [R8]: read a head, dispatch it, answer, and then
+//! either read the next request (pipelined bytes, or one that arrives at once) or
+//! park the idle connection in `park.rs` so it holds no worker while it waits.
+//!
+//! One request at a time per connection, and bytes left after a message carry into
+//! the next head, so pipelined requests are answered in order by construction.
+
+use std::io::{self, Read};
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::body::{BodyLength, request_body_length};
+use crate::error::HeadError;
+use crate::head::{Fields, RequestHead, parse_request};
+use crate::headers::local_response;
+use crate::relay::{BufStream, discard_body};
+use crate::route::{self, Target};
+use crate::server::{Runtime, Shared};
+
+/// How long a worker waits for a keep-alive client's next request before parking it.
+/// Clients that send at once (benchmarks, browsers fetching a page's parts) are
+/// served without a trip through the parking thread.
+const NEXT_REQUEST_WAIT: Duration = Duration::from_millis(2);
+
+/// Most bytes of an unwanted request body read and dropped to keep the connection.
+const DISCARD_LIMIT: u64 = 1024 * 1024;
+
+/// Holds one place in `maxConnections` until dropped.
+#[derive(Debug)]
+pub struct Slot(pub Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub struct Client {
+    pub io: BufStream<TcpStream>,
+    /// The peer's address (IPv4-mapped IPv6 shown as IPv4).
+    pub ip: IpAddr,
+    /// The connection came in over TLS.
+    pub tls: bool,
+    /// HTTP minor version of the request being answered.
+    pub minor: u8,
+    /// Closing now could drop unread request bytes: read them off before closing so
+    /// the client sees our answer instead of a reset.
+    pub linger: bool,
+    _slot: Slot,
+}
+
+/// How one request ended, for the access log and the keep-alive decision.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The status sent, 0 when none could be.
+    pub status: u16,
+    pub keep_alive: bool,
+    pub body_bytes: u64,
+    pub upstream: Option<String>,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream, ip: IpAddr, slot: Slot) -> Client {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        Client {
+            io: BufStream::new(stream),
+            ip,
+            tls: false,
+            minor: 1,
+            linger: false,
+            _slot: slot,
+        }
+    }
+
+    /// Answers with a status of our own [E]; closes afterwards unless `keep_alive`.
+    pub fn answer_error(&mut self, status: u16, keep_alive: bool) -> Outcome {
+        self.answer(status, &[], keep_alive, false)
+    }
+
+    fn answer(
+        &mut self,
+        status: u16,
+        extra: &[(&str, &str)],
+        keep_alive: bool,
+        head_only: bool,
+    ) -> Outcome {
+        let response = local_response(status, extra, keep_alive, self.minor, head_only);
+        let sent = self.io.put(&response).and_then(|_| self.io.flush()).is_ok();
+        self.linger |= !keep_alive;
+        let body_bytes = if head_only { 0 } else { response.len() as u64 };
+        Outcome {
+            status,
+            keep_alive: keep_alive && sent,
+            body_bytes,
+            upstream: None,
+        }
+    }
+
+    /// Answers a request hawkey handles itself. A body the request carries is read and
+    /// dropped first (up to `DISCARD_LIMIT`), so it is never taken for the next
+    /// request; if it cannot be, the connection closes after the answer [R8].
+    fn answer_local(
+        &mut self,
+        rt: &Runtime,
+        req: &RequestHead,
+        body: BodyLength,
+        status: u16,
+        extra: &[(&str, &str)],
+        keep_alive: bool,
+    ) -> Outcome {
+        let drained = match body {
+            BodyLength::Empty | BodyLength::Exact(0) => true,
+            // The client waits for a 100 we will not send; don't wait for its body.
+            _ if req.has_token("expect", "100-continue") => false,
+            _ => {
+                let _ = self.io.stream.set_read_timeout(Some(rt.timeouts.header()));
+                discard_body(&mut self.io, body, DISCARD_LIMIT)
+            }
+        };
+        self.answer(status, extra, keep_alive && drained, req.method == "HEAD")
+    }
+}
+
+/// Serves `client` until it closes, times out, or is parked. `head_started` is when
+/// the wait for the first head began (the accept, or the arrival of its first byte).
+pub fn serve(shared: &Shared, mut client: Client, mut head_started: Instant) {
+    loop {
+        let rt = shared.runtime();
+        let (req, len) = match read_head(&rt, &mut client, head_started) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return,
+            Err(e) => {
+                crate::debug!("client {}: {e}", client.ip);
+                client.answer_error(e.status(), false);
+                return close(client);
+            }
+        };
+        client.io.consume(len);
+        client.minor = req.minor;
+        let outcome = dispatch(&rt, &mut client, &req);
+        crate::debug!(
+            "client {}: {} {} -> {} via {}",
+            client.ip,
+            req.method,
+            req.target,
+            outcome.status,
+            outcome.upstream.as_deref().unwrap_or("-")
+        );
+        if !outcome.keep_alive {
+            return close(client);
+        }
+        head_started = Instant::now();
+        let fd = client.io.stream.as_raw_fd();
+        if client.io.data().is_empty() && !crate::sys::wait_readable(fd, NEXT_REQUEST_WAIT) {
+            client.io.release_buffers();
+            return shared.park(client, Instant::now() + rt.timeouts.keep_alive());
+        }
+    }
+}
+
+/// Routes one request and answers it [R1].
+fn dispatch(rt: &Runtime, client: &mut Client, req: &RequestHead) -> Outcome {
+    let keep_alive = match req.minor {
+        1 => !req.has_token("connection", "close"),
+        _ => req.has_token("connection", "keep-alive"),
+    };
+    let body = match request_body_length(req) {
+        Ok(body) => body,
+        Err(e) => {
+            crate::debug!("client {}: {e}", client.ip);
+            return client.answer_error(e.status(), false);
+        }
+    };
+    match route::choose(rt.static_prefix.as_deref(), &rt.routes, &req.target) {
+        Target::Proxy(i) => crate::proxy::forward(rt, &rt.routes[i], client, req, body, keep_alive),
+        Target::Static(_) if req.method != "GET" && req.method != "HEAD" => {
+            client.answer_local(rt, req, body, 405, &[("Allow", "GET, HEAD")], keep_alive)
+        }
+        Target::Static(_) | Target::NoRoute => {
+            client.answer_local(rt, req, body, 404, &[], keep_alive)
+        }
+    }
+}
+
+/// Reads until a whole request head is buffered. `Ok(None)`: the client closed, or
+/// sent nothing within the time allowed; there is nothing to answer.
+fn read_head(
+    rt: &Runtime,
+    client: &mut Client,
+    started: Instant,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    // [E]: one deadline for the whole head, not one per read, so a client that drips
+    // a byte at a time is still cut at headerMs.
+    let deadline = started + rt.timeouts.header();
+    loop {
+        if let Some(parsed) = parse_request(client.io.data())? {
+            return Ok(Some(parsed));
+        }
+        let buffered = client.io.data().len();
+        if buffered >= rt.max_header_bytes {
+            return Err(HeadError::TooLarge);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timed_out = if left.is_zero() {
+            true
+        } else {
+            let _ = client.io.stream.set_read_timeout(Some(left));
+            match client.io.fill_to(rt.max_header_bytes) {
+                Ok(0) => return Ok(None),
+                Ok(_) => false,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    true
+                }
+                Err(_) => return Ok(None),
+            }
+        };
+        if timed_out {
+            return if buffered > 0 {
+                Err(HeadError::Timeout)
+            } else {
+                Ok(None)
+            };
+        }
+    }
+}
+
+/// Closes the connection. When the client may still be sending, our side is shut
+/// first and its bytes read off for a moment, so that closing with unread data does
+/// not turn into a reset that destroys the answer before the client reads it.
+fn close(mut client: Client) {
+    if !client.linger {
+        return;
+    }
+    let _ = client.io.flush();
+    let stream = &mut client.io.stream;
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    let mut budget = 256 * 1024;
+    while budget > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => budget -= n.min(budget),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Bytes → `RequestHead` / `ResponseHead` with httparse, plus the strictness httparse
+//! leaves to us [E]. Pure: no sockets here; `conn.rs` and `proxy.rs` do the reading.
+//!
+//! httparse accepts a bare LF as a line ending and is silent on some byte classes;
+//! a proxy that is more lenient than the backend behind it can be smuggled through,
+//! so every head is checked here before anything is forwarded.
+
+use crate::error::HeadError;
+
+/// Most fields a head may carry; more is treated like a head over `maxHeaderBytes`.
+const MAX_FIELDS: usize = 128;
+
+/// One header field as received, value without surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    /// The request target as received: path and query, not decoded [R1].
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub minor: u8,
+    pub status: u16,
+    /// The reason phrase as the backend wrote it [R3].
+    pub reason: Vec<u8>,
+    pub fields: Vec<Field>,
+}
+
+/// Lookups shared by both heads.
+pub trait Fields {
+    fn fields(&self) -> &[Field];
+
+    /// Every value of the field `name`, in order.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields()
+            .iter()
+            .filter(move |f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| &f.value[..])
+    }
+
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.fields()
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| &f.value[..])
+    }
+
+    /// Whether the comma-separated list field `name` holds `token` (any case).
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.values(name)
+            .flat_map(list_items)
+            .any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
+    }
+}
+
+impl Fields for RequestHead {
+    fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+}
+
+impl Fields for ResponseHead {
+    fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+}
+
+/// The items of a comma-separated field value, trimmed, empty ones skipped.
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|item| item.trim_ascii())
+        .filter(|item| !item.is_empty())
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: not complete yet.
+/// `Ok(Some((head, len)))`: the head took the first `len` bytes.
+pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let end = match head_end(buf).map_err(HeadError::Malformed)? {
+        Some(end) => end,
+        None => return Ok(None),
+    };
+    let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut raw);
+    match req.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(HeadError::Malformed("incomplete request line"));
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(&buf[..end])),
+        Err(_) => return Err(HeadError::Malformed("bad request line or header field")),
+    }
+    let fields = collect_fields(req.headers).map_err(HeadError::Malformed)?;
+    let head = RequestHead {
+        method: req.method.unwrap_or_default().to_string(),
+        target: req.path.unwrap_or_default().to_string(),
+        minor: req.version.unwrap_or(1),
+        fields,
+    };
+    if head.minor == 1 && head.first("host").is_none() {
+        return Err(HeadError::MissingHost);
+    }
+    if head.values("host").nth(1).is_some() {
+        return Err(HeadError::Malformed("more than one Host field"));
+    }
+    Ok(Some((head, end)))
+}
+
+/// Parses a response head from the start of `buf`, as `parse_request` does.
+pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, &'static str> {
+    let end = match head_end(buf)? {
+        Some(end) => end,
+        None => return Ok(None),
+    };
+    let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut res = httparse::Response::new(&mut raw);
+    match res.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("incomplete status line"),
+        Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
+        Err(_) => return Err("bad status line or header field"),
+    }
+    let fields = collect_fields(res.headers)?;
+    let status = res.code.unwrap_or(0);
+    if !(100..=999).contains(&status) {
+        return Err("bad status code");
+    }
+    // "HTTP/1.1 200 OK": the reason starts after the second space, if there is one.
+    let line = &buf[..buf.iter().position(|&b| b == b'\r').unwrap_or(0)];
+    let reason = line.get(13..).unwrap_or_default().to_vec();
+    let head = ResponseHead {
+        minor: res.version.unwrap_or(1),
+        status,
+        reason,
+        fields,
+    };
+    Ok(Some((head, end)))
+}
+
+/// Where the head ends (just past the empty line), after checking line endings.
+///
+/// RFC 9112 §2.2: a recipient MAY accept a bare LF as a line terminator. We don't: a
+/// backend that disagrees would see a different set of fields (request smuggling).
+fn head_end(buf: &[u8]) -> Result<Option<usize>, &'static str> {
+    let mut prev = 0u8;
+    let mut line_start = 0;
+    for (i, &b) in buf.iter().enumerate() {
+        if b == b'\n' {
+            if prev != b'\r' {
+                return Err("bare LF line ending");
+            }
+            if i == line_start + 1 && i > 1 {
+                return Ok(Some(i + 1)); // this line was empty: the head ends here
+            }
+            line_start = i + 1;
+        } else if b == b'\r' && buf.get(i + 1).is_some_and(|&n| n != b'\n') {
+            return Err("bare CR in the head");
+        }
+        prev = b;
+    }
+    Ok(None)
+}
+
+/// A version httparse refused: written out like `HTTP/2.0` it is a 505, anything else
+/// (an HTTP/0.9 `GET /` line, garbage) a 400.
+fn version_error(head: &[u8]) -> HeadError {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            if line.split(|&b| b == b' ').count() == 3 {
+                HeadError::Version
+            } else {
+                HeadError::Malformed("bad request line")
+            }
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => HeadError::Version,
+        _ => HeadError::Malformed("bad request line"),
+    }
+}
+
+/// Copies httparse's fields out, refusing what RFC 9110 §5.5 forbids in a value:
+/// CR, LF and NUL always, and we also refuse the other C0 controls and DEL (HTAB is
+/// fine), since a backend may treat them as separators.
+fn collect_fields(raw: &[httparse::Header<'_>]) -> Result<Vec<Field>, &'static str> {
+    raw.iter()
+        .map(|h| {
+            if h.value
+                .iter()
+                .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+            {
+                return Err("control byte in a header field");
+            }
+            Ok(Field {
+                name: h.name.to_string(),
+                value: h.value.trim_ascii().to_vec(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(wire: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        parse_request(wire)
+    }
+
+    #[test]
+    fn every_prefix_of_a_good_head_is_partial() {
+        let wire = b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n";
+        for cut in 0..wire.len() {
+            assert!(req(&wire[..cut]).unwrap().is_none(), "cut at {cut}");
+        }
+        let (head, len) = req(wire).unwrap().unwrap();
+        assert_eq!(len, wire.len());
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str(), head.minor),
+            ("GET", "/a?b=c", 1)
+        );
+        assert_eq!(head.first("ACCEPT"), Some(&b"*/*"[..]));
+    }
+
+    #[test]
+    fn bytes_after_the_head_are_left() {
+        let wire = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
+        let (_, len) = req(wire).unwrap().unwrap();
+        assert_eq!(&wire[len..], b"GET /next");
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[(&[u8], u16)] = &[
+            (b"GET / HTTP/1.1\nHost: x\n\n", 400),     // bare LF
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", 400), // one bare LF
+            (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", 400), // obs-fold
+            (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400), // space before colon
+            (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\x00c\r\n\r\n", 400), // NUL
+            (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\x01c\r\n\r\n", 400), // other C0
+            (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\x7fc\r\n\r\n", 400), // DEL
+            (b"GET / HTTP/1.1\r\nHost: x\r\nA: b\rc\r\n\r\n", 400), // bare CR
+            (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400), // double space
+            (b"GET / HTTP/1.1\r\n\r\n", 400),          // no Host
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400), // two Hosts
+            (b"GET /\r\n\r\n", 400),                   // HTTP/0.9
+            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+            (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+            (b"GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505),
+        ];
+        for (wire, status) in cases {
+            let got = req(wire).map(|_| ()).unwrap_err().status();
+            assert_eq!(got, *status, "{:?}", String::from_utf8_lossy(wire));
+        }
+    }
+
+    #[test]
+    fn tab_in_a_value_and_http10_without_host_are_fine() {
+        let (head, _) = req(b"GET / HTTP/1.0\r\nA: b\tc\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.minor, 0);
+        assert_eq!(head.first("a"), Some(&b"b\tc"[..]));
+    }
+
+    #[test]
+    fn too_many_fields_is_too_large() {
+        let mut wire = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..MAX_FIELDS {
+            wire.extend_from_slice(format!("F{i}: v\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        assert_eq!(req(&wire).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn connection_tokens_any_case() {
+        let (head, _) =
+            req(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(head.has_token("connection", "upgrade"));
+        assert!(!head.has_token("connection", "close"));
+    }
+
+    #[test]
+    fn response_reason_is_kept_as_written() {
+        let wire = b"HTTP/1.1 200 Very Fine\r\nContent-Length: 0\r\n\r\n";
+        for cut in 0..wire.len() {
+            assert!(
+                parse_response(&wire[..cut]).unwrap().is_none(),
+                "cut at {cut}"
+            );
+        }
+        let (head, len) = parse_response(wire).unwrap().unwrap();
+        assert_eq!(
+            (head.status, &head.reason[..], len),
+            (200, &b"Very Fine"[..], wire.len())
+        );
+        let (head, _) = parse_response(b"HTTP/1.0 204\r\n\r\n").unwrap().unwrap();
+        assert_eq!((head.minor, head.status, head.reason.len()), (0, 204, 0));
+    }
+
+    #[test]
+    fn response_refusals() {
+        assert!(parse_response(b"HTTP/1.1 200 OK\nA: b\n\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nA: b\x00\r\n\r\n").is_err());
+        assert!(parse_response(b"garbage\r\n\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 20 OK\r\n\r\n").is_err());
+    }
+}

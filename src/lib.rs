@@ -1,0 +1,33 @@
+//! hawkey, a small reverse proxy. The data path, in order:
+//!
+//! 1. `server.rs`: bind, accept, refuse past `maxConnections`, queue the connection.
+//! 2. `workers.rs`: a fixed set of threads takes connections off the queue.
+//! 3. `conn.rs`: read a request head (`head.rs`), frame its body (`body.rs`).
+//! 4. `route.rs`: the static prefix, else the first matching `pathRegExp`.
+//! 5. `proxy.rs`: borrow a backend connection (`upstream.rs`), send the rewritten
+//!    head (`headers.rs`), stream the body (`relay.rs`), relay the response.
+//! 6. `conn.rs` again: keep-alive → the next request, or park the idle connection
+//!    in `park.rs` until it sends more.
+//!
+//! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`, and
+//! `sys.rs`, the one module with `unsafe` code.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod head;
+pub mod headers;
+pub mod httpdate;
+pub mod log;
+pub mod park;
+pub mod proxy;
+pub mod relay;
+pub mod route;
+pub mod server;
+pub mod sys;
+pub mod upstream;
+pub mod workers;

@@ -1,0 +1,160 @@
+//! Start-up and the acceptor [C][E]: bind, say "hawkey listening on", then accept
+//! connections and queue them for the workers, refusing those past `maxConnections`
+//! with a 503. Also the `Runtime`: the parts of the config the data path reads, taken
+//! once per request so a config reload never changes a request halfway through.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use crate::config::{Cidr, Config, Env, Timeouts};
+use crate::conn::{Client, Slot};
+use crate::headers::local_response;
+use crate::park::{self, Parker};
+use crate::route::Route;
+use crate::upstream::Pools;
+use crate::workers::{self, Job, Queue};
+
+/// Descriptors kept aside for listeners, files and the like [K].
+const SPARE_FDS: u64 = 64;
+
+/// What the data path needs from the config.
+pub struct Runtime {
+    pub routes: Vec<Route>,
+    pub pools: Pools,
+    pub timeouts: Timeouts,
+    pub max_header_bytes: usize,
+    pub trusted_proxies: Vec<Cidr>,
+    /// `/<staticDir>/` when static files are on.
+    pub static_prefix: Option<String>,
+    /// `serverRoot/staticDir`.
+    pub static_root: Option<PathBuf>,
+}
+
+impl Runtime {
+    pub fn new(config: &Config) -> Runtime {
+        let routes: Vec<Route> = config.proxy.iter().map(Route::new).collect();
+        let pool = &config.upstream_pool;
+        let pools = Pools::new(
+            routes.iter().flat_map(|r| &r.authorities),
+            pool.max_idle_per_authority,
+            std::time::Duration::from_millis(pool.idle_timeout_ms),
+        );
+        Runtime {
+            routes,
+            pools,
+            timeouts: config.timeouts.clone(),
+            max_header_bytes: config.max_header_bytes,
+            trusted_proxies: config.trusted_proxies.clone(),
+            static_prefix: config.static_dir.as_ref().map(|d| format!("/{}/", d.0)),
+            static_root: config.static_root(),
+        }
+    }
+}
+
+/// What the acceptor, the workers and the parking thread share.
+pub struct Shared {
+    pub queue: Queue,
+    pub parker: Parker,
+    runtime: Mutex<Arc<Runtime>>, // swapped whole on reload
+}
+
+impl Shared {
+    /// The runtime in force now; a request keeps the one it started with.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        Arc::clone(&self.runtime.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub fn park(&self, client: Client, deadline: Instant) {
+        self.parker.park(client, deadline);
+    }
+}
+
+/// Binds, starts the threads and accepts until the process ends.
+pub fn run(config: Config) -> Result<(), String> {
+    crate::log::set_debug(config.env == Env::Development);
+    let max_connections = fit_connections(config.max_connections);
+    let addr = SocketAddr::new(config.host.0, config.port);
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    crate::sys::set_backlog(listener.as_raw_fd(), 1024);
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+
+    let (parker, wake_rx) = Parker::new().map_err(|e| format!("cannot start: {e}"))?;
+    let shared = Arc::new(Shared {
+        queue: Queue::default(),
+        parker,
+        runtime: Mutex::new(Arc::new(Runtime::new(&config))),
+    });
+    workers::spawn(&shared, config.workers).map_err(|e| format!("cannot start workers: {e}"))?;
+    let parking = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("park".into())
+        .spawn(move || park::run(parking, wake_rx))
+        .map_err(|e| format!("cannot start: {e}"))?;
+
+    eprintln!("hawkey listening on http://{bound}");
+    accept(&listener, &shared, max_connections);
+    Ok(())
+}
+
+/// [K]: raise the open-files limit and lower `maxConnections` if it still cannot
+/// hold a backend connection per client connection.
+fn fit_connections(wanted: usize) -> usize {
+    let limit = match crate::sys::raise_open_files_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            crate::warn!("cannot read the open-files limit ({e}); keeping maxConnections {wanted}");
+            return wanted;
+        }
+    };
+    let needed = 2 * wanted as u64 + SPARE_FDS;
+    if needed <= limit {
+        return wanted;
+    }
+    let fits = (limit.saturating_sub(SPARE_FDS) / 2).max(1) as usize;
+    crate::warn!(
+        "the open-files limit is {limit}, too low for maxConnections {wanted} (needs {needed}); using maxConnections {fits}"
+    );
+    fits
+}
+
+fn accept(listener: &TcpListener, shared: &Shared, max_connections: usize) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or memory: wait a moment rather than spin.
+                crate::warn!("accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= max_connections {
+            refuse(stream);
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(Arc::clone(&open));
+        shared.queue.push(Job::Accepted {
+            stream,
+            peer,
+            slot,
+            at: Instant::now(),
+        });
+    }
+}
+
+/// [E]: past `maxConnections`, a 503 written at accept without reading the request.
+/// Non-blocking, so a client that does not read cannot stall the acceptor.
+fn refuse(stream: TcpStream) {
+    crate::debug!("refusing a connection: maxConnections reached");
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write(&local_response(503, &[], false, 1, false));
+}

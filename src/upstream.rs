@@ -1,0 +1,297 @@
+//! Backends: the `Authority` that names one, and the per-authority `Pool` of idle
+//! keep-alive connections [R5]. Round robin over a route's authorities lives with
+//! the route (`route.rs`).
+//!
+//! The pool lock is held only to push or pop one entry; connecting, probing and
+//! closing all happen outside it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// A backend `host:port`, kept as written in the config for the Host field [R2].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Authority {
+    /// As written in the config: what `Host` carries.
+    pub text: String,
+    /// The host part, without brackets for IPv6.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Authority {
+    /// `host:port`, `[v6]:port`, or a host alone (port 80).
+    pub fn parse(s: &str) -> Result<Authority, &'static str> {
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (v6, after) = rest
+                .split_once(']')
+                .ok_or("missing ']' after an IPv6 address")?;
+            v6.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| "not an IPv6 address inside [ ]")?;
+            match after {
+                "" => (v6, None),
+                _ => (
+                    v6,
+                    Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?),
+                ),
+            }
+        } else {
+            match s.split_once(':') {
+                Some(("", _)) => return Err("the host is empty"),
+                Some((h, p)) if !p.contains(':') => (h, Some(p)),
+                Some(_) => {
+                    return Err("an IPv6 address must be written in brackets, as [::1]:8000");
+                }
+                None => (s, None),
+            }
+        };
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+        if !valid_host {
+            return Err("not a host name or address");
+        }
+        let port = match port {
+            None => 80,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or("port out of range")?,
+            Some(_) => return Err("the port is not a number"),
+        };
+        Ok(Authority {
+            text: s.to_string(),
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// Resolves and connects, trying each address within `timeout`.
+    pub fn connect(&self, timeout: Duration) -> io::Result<TcpStream> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
+        for addr in (self.host.as_str(), self.port).to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Locks a pool list. Surviving a poisoned lock is safe: each critical section pushes
+/// or pops one entry, so the list is valid at every step.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An idle connection and until when it may be reused.
+struct Idle {
+    stream: TcpStream,
+    reuse_until: Instant,
+}
+
+/// Idle keep-alive connections to one backend [R5].
+pub struct Pool {
+    idle: Mutex<Vec<Idle>>, // most recently returned last, so we reuse the warmest
+    max_idle: usize,        // upstreamPool.maxIdlePerAuthority
+    idle_timeout: Duration, // upstreamPool.idleTimeoutMs
+}
+
+impl Pool {
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    /// An idle connection that is still fit for reuse, if there is one.
+    pub fn checkout(&self, now: Instant) -> Option<TcpStream> {
+        loop {
+            let idle = lock(&self.idle).pop()?; // lock released at the end of this line
+            // Too old, closed by the backend, or holding stray bytes: never reuse it.
+            if now < idle.reuse_until && crate::sys::is_quiet(idle.stream.as_raw_fd()) {
+                return Some(idle.stream);
+            }
+        }
+    }
+
+    /// Returns a connection after a complete exchange. `hint` is the backend's
+    /// `Keep-Alive: timeout=N`; the connection is kept for at most N − 1 s, so that
+    /// we never reuse it just as the backend closes it.
+    pub fn checkin(&self, stream: TcpStream, hint: Option<Duration>, now: Instant) {
+        let mut keep = self.idle_timeout;
+        if let Some(hint) = hint {
+            keep = keep.min(hint.saturating_sub(Duration::from_secs(1)));
+        }
+        if keep.is_zero() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                stream,
+                reuse_until: now + keep,
+            });
+        }
+        // lock released here; a connection over the limit is closed by its drop
+    }
+
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    /// Closes every idle connection (shutdown, the original's `Client.close()`).
+    pub fn close(&self) {
+        let drained = std::mem::take(&mut *lock(&self.idle));
+        drop(drained); // closed outside the lock
+    }
+}
+
+/// One pool per authority, made once for a config and never changed after.
+pub struct Pools(HashMap<Authority, Pool>);
+
+impl Pools {
+    pub fn new<'a>(
+        authorities: impl Iterator<Item = &'a Authority>,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Pools {
+        Pools(
+            authorities
+                .map(|a| (a.clone(), Pool::new(max_idle, idle_timeout)))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, authority: &Authority) -> &Pool {
+        // Every authority of every route was given a pool in `new`.
+        &self.0[authority]
+    }
+
+    pub fn close_all(&self) {
+        self.0.values().for_each(Pool::close);
+    }
+}
+
+/// `Keep-Alive: timeout=N` → N seconds.
+pub fn keep_alive_hint(value: &[u8]) -> Option<Duration> {
+    crate::head::list_items(value).find_map(|item| {
+        let (k, v) = std::str::from_utf8(item).ok()?.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("timeout")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+            .map(Duration::from_secs)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn authorities() {
+        let a = Authority::parse("127.0.0.1:7999").unwrap();
+        assert_eq!(
+            (a.host.as_str(), a.port, a.text.as_str()),
+            ("127.0.0.1", 7999, "127.0.0.1:7999")
+        );
+        let a = Authority::parse("[::1]:8000").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("::1", 8000));
+        assert_eq!(Authority::parse("backend").unwrap().port, 80);
+        assert_eq!(Authority::parse("[::1]").unwrap().port, 80);
+        for bad in [
+            "", ":80", "a:", "a:0", "a:65536", "a:x", "::1:80", "[::1", "[zz]:1", "a b:1", "a/b:1",
+        ] {
+            assert!(Authority::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_hints() {
+        assert_eq!(
+            keep_alive_hint(b"timeout=5, max=100"),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(keep_alive_hint(b"max=100"), None);
+    }
+
+    /// A connected pair over loopback: (our side, the backend's side).
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (ours, listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn pool_reuses_the_newest_and_expires_by_clock() {
+        let pool = Pool::new(2, Duration::from_secs(4));
+        let t0 = Instant::now();
+        let (a, _ka) = pair();
+        let (b, _kb) = pair();
+        let (c, _kc) = pair();
+        let b_port = b.local_addr().unwrap();
+        pool.checkin(a, None, t0);
+        pool.checkin(b, None, t0);
+        pool.checkin(c, None, t0); // over maxIdlePerAuthority: closed
+        assert_eq!(pool.idle_count(), 2);
+        assert_eq!(pool.checkout(t0).unwrap().local_addr().unwrap(), b_port);
+        assert!(
+            pool.checkout(t0 + Duration::from_secs(5)).is_none(),
+            "expired"
+        );
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn backend_hint_shortens_the_idle_time_and_one_second_means_never() {
+        let pool = Pool::new(4, Duration::from_secs(4));
+        let t0 = Instant::now();
+        let (a, _ka) = pair();
+        pool.checkin(a, Some(Duration::from_secs(1)), t0);
+        assert_eq!(pool.idle_count(), 0);
+        let (b, _kb) = pair();
+        pool.checkin(b, Some(Duration::from_secs(2)), t0);
+        assert!(pool.checkout(t0 + Duration::from_millis(1500)).is_none());
+    }
+
+    #[test]
+    fn closed_or_chatty_connections_are_not_reused() {
+        let pool = Pool::new(4, Duration::from_secs(4));
+        let (a, ka) = pair();
+        let (b, mut kb) = pair();
+        drop(ka); // the backend closed a
+        kb.write_all(b"stray").unwrap(); // and wrote unasked on b
+        for s in [&a, &b] {
+            assert!(crate::sys::wait_readable(
+                s.as_raw_fd(),
+                Duration::from_secs(5)
+            ));
+        }
+        let t0 = Instant::now();
+        pool.checkin(a, None, t0);
+        pool.checkin(b, None, t0);
+        assert!(pool.checkout(t0).is_none());
+        assert_eq!(pool.idle_count(), 0);
+    }
+}

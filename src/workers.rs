@@ -1,0 +1,88 @@
+//! The fixed set of worker threads and the queue that feeds them. A job is a new
+//! connection from the acceptor or a parked one whose next request has begun.
+//! A panic while serving one connection is caught here and logged; the worker goes on.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Instant;
+
+use crate::conn::{self, Client, Slot};
+use crate::server::Shared;
+
+pub enum Job {
+    /// A connection just accepted, and when.
+    Accepted {
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: Slot,
+        at: Instant,
+    },
+    /// A parked connection with bytes to read.
+    Ready(Client),
+}
+
+#[derive(Default)]
+pub struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+impl Queue {
+    pub fn push(&self, job: Job) {
+        // Each critical section pushes or pops one job: a poisoned queue is still valid.
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(job);
+        self.ready.notify_one();
+    }
+
+    fn pop(&self) -> Job {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(job) = jobs.pop_front() {
+                return job;
+            }
+            jobs = self
+                .ready
+                .wait(jobs)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Starts `n` workers on `shared.queue`.
+pub fn spawn(shared: &Arc<Shared>, n: usize) -> std::io::Result<()> {
+    for i in 0..n {
+        let shared = Arc::clone(shared);
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .stack_size(256 * 1024)
+            .spawn(move || work(&shared))?;
+    }
+    Ok(())
+}
+
+fn work(shared: &Shared) {
+    loop {
+        let job = shared.queue.pop();
+        let served = catch_unwind(AssertUnwindSafe(|| match job {
+            Job::Accepted {
+                stream,
+                peer,
+                slot,
+                at,
+            } => {
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_write_timeout(Some(shared.runtime().timeouts.upstream()));
+                conn::serve(shared, Client::new(stream, peer.ip(), slot), at);
+            }
+            Job::Ready(client) => conn::serve(shared, client, Instant::now()),
+        }));
+        if served.is_err() {
+            crate::error!("a connection's handler panicked; the connection was closed");
+        }
+    }
+}
