@@ -77,6 +77,10 @@ impl Shared {
 /// Binds, starts the threads and accepts until the process ends.
 pub fn run(config: Config) -> Result<(), String> {
     crate::log::set_debug(config.env == Env::Development);
+    if config.pems.is_some() {
+        // Serving plain HTTP where the config asks for TLS would be worse than not starting.
+        return Err("pems: TLS termination is not available in this build".into());
+    }
     let max_connections = fit_connections(config.max_connections);
     let addr = SocketAddr::new(config.host.0, config.port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
