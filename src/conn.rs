@@ -236,11 +236,12 @@ fn read_head(
     }
 }
 
-/// Closes the connection. When the client may still be sending, our side is shut
-/// first and its bytes read off for a moment, so that closing with unread data does
+/// Closes the connection. When the client may still be sending (an answer of ours
+/// left its body unread, or bytes are waiting), our side is shut first and its
+/// bytes read off for a moment, so that closing with unread data does
 /// not turn into a reset that destroys the answer before the client reads it.
 fn close(mut client: Client) {
-    if !client.linger {
+    if !client.linger && crate::sys::is_quiet(client.io.stream.as_raw_fd()) {
         return;
     }
     let _ = client.io.flush();
