@@ -5,7 +5,7 @@
 //! One request at a time per connection, and bytes left after a message carry into
 //! the next head, so pipelined requests are answered in order by construction.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -47,6 +47,10 @@ pub struct Client {
     pub tls: bool,
     /// HTTP minor version of the request being answered.
     pub minor: u8,
+    /// When the wait for the current head began, if it began before this worker took
+    /// the connection: the accept of a new connection, or the first byte of a head
+    /// that was parked half-read.
+    pub head_started: Option<Instant>,
     /// Closing now could drop unread request bytes: read them off before closing so
     /// the client sees our answer instead of a reset.
     pub linger: bool,
@@ -64,7 +68,7 @@ pub struct Outcome {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, ip: IpAddr, slot: Slot) -> Client {
+    pub fn new(stream: TcpStream, ip: IpAddr, slot: Slot, accepted: Instant) -> Client {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
@@ -74,6 +78,7 @@ impl Client {
             ip,
             tls: false,
             minor: 1,
+            head_started: Some(accepted),
             linger: false,
             _slot: slot,
         }
@@ -128,20 +133,23 @@ impl Client {
     }
 }
 
-/// Serves `client` until it closes, times out, or is parked. `head_started` is when
-/// the wait for the first head began (the accept, or the arrival of its first byte).
-pub fn serve(shared: &Shared, mut client: Client, mut head_started: Instant) {
+/// Serves `client` until it closes, times out, or is parked.
+pub fn serve(shared: &Shared, mut client: Client) {
     loop {
         let rt = shared.runtime();
-        let (req, len) = match read_head(&rt, &mut client, head_started) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return,
+        // [R8]: headerMs runs from the accept (or the first byte of a later request).
+        let started = client.head_started.unwrap_or_else(Instant::now);
+        let (req, len) = match read_head(&rt, &mut client, started) {
+            Ok(HeadRead::Complete(req, len)) => (req, len),
+            Ok(HeadRead::Closed) => return,
+            Ok(HeadRead::Waiting) => return park(shared, &rt, client, started),
             Err(e) => {
                 crate::debug!("client {}: {e}", client.ip);
                 client.answer_error(e.status(), false);
                 return close(client);
             }
         };
+        client.head_started = None;
         client.io.consume(len);
         client.minor = req.minor;
         let outcome = dispatch(&rt, &mut client, &req);
@@ -156,13 +164,22 @@ pub fn serve(shared: &Shared, mut client: Client, mut head_started: Instant) {
         if !outcome.keep_alive {
             return close(client);
         }
-        head_started = Instant::now();
-        let fd = client.io.stream.as_raw_fd();
-        if client.io.data().is_empty() && !crate::sys::wait_readable(fd, NEXT_REQUEST_WAIT) {
-            client.io.release_buffers();
-            return shared.park(client, Instant::now() + rt.timeouts.keep_alive());
-        }
     }
+}
+
+/// Hands a waiting connection to the parking thread. Between requests it may wait
+/// `keepAliveMs` for a first byte; a new connection, or one with part of a head,
+/// keeps the deadline of that head (`started` + `headerMs`).
+fn park(shared: &Shared, rt: &Runtime, mut client: Client, started: Instant) {
+    let between_requests = client.head_started.is_none() && client.io.data().is_empty();
+    let deadline = if between_requests {
+        Instant::now() + rt.timeouts.keep_alive()
+    } else {
+        client.head_started = Some(started);
+        started + rt.timeouts.header()
+    };
+    client.io.shrink();
+    shared.park(client, deadline);
 }
 
 /// Routes one request and answers it [R1].
@@ -189,49 +206,46 @@ fn dispatch(rt: &Runtime, client: &mut Client, req: &RequestHead) -> Outcome {
     }
 }
 
-/// Reads until a whole request head is buffered. `Ok(None)`: the client closed, or
-/// sent nothing within the time allowed; there is nothing to answer.
-fn read_head(
-    rt: &Runtime,
-    client: &mut Client,
-    started: Instant,
-) -> Result<Option<(RequestHead, usize)>, HeadError> {
+/// What `read_head` found.
+enum HeadRead {
+    /// A whole head, and how many buffered bytes it took.
+    Complete(RequestHead, usize),
+    /// Nothing more arrived for a moment: park the connection.
+    Waiting,
+    /// The client closed, or sent nothing before its deadline: nothing to answer.
+    Closed,
+}
+
+/// Reads until a whole request head is buffered. It never blocks for long: when no
+/// byte comes within `NEXT_REQUEST_WAIT` the connection is to be parked, so a client
+/// that is slow to send holds no worker [R8].
+fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<HeadRead, HeadError> {
     // [E]: one deadline for the whole head, not one per read, so a client that drips
     // a byte at a time is still cut at headerMs.
     let deadline = started + rt.timeouts.header();
+    let fd = client.io.stream.as_raw_fd();
     loop {
-        if let Some(parsed) = parse_request(client.io.data())? {
-            return Ok(Some(parsed));
+        if let Some((req, len)) = parse_request(client.io.data())? {
+            return Ok(HeadRead::Complete(req, len));
         }
-        let buffered = client.io.data().len();
-        if buffered >= rt.max_header_bytes {
+        if client.io.data().len() >= rt.max_header_bytes {
             return Err(HeadError::TooLarge);
         }
+        // Bytes already here are read even past the deadline: they came in time and
+        // waited in our queue.
         let left = deadline.saturating_duration_since(Instant::now());
-        let timed_out = if left.is_zero() {
-            true
-        } else {
-            let _ = client.io.stream.set_read_timeout(Some(left));
-            match client.io.fill_to(rt.max_header_bytes) {
-                Ok(0) => return Ok(None),
-                Ok(_) => false,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    true
-                }
-                Err(_) => return Ok(None),
+        if !crate::sys::wait_readable(fd, left.min(NEXT_REQUEST_WAIT)) {
+            if left > NEXT_REQUEST_WAIT {
+                return Ok(HeadRead::Waiting);
             }
-        };
-        if timed_out {
-            return if buffered > 0 {
-                Err(HeadError::Timeout)
-            } else {
-                Ok(None)
+            return match client.io.data().is_empty() {
+                true => Ok(HeadRead::Closed),
+                false => Err(HeadError::Timeout),
             };
+        }
+        match client.io.fill_to(rt.max_header_bytes) {
+            Ok(0) | Err(_) => return Ok(HeadRead::Closed),
+            Ok(_) => {}
         }
     }
 }

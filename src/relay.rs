@@ -49,12 +49,14 @@ impl<S: Read + Write> BufStream<S> {
         }
     }
 
-    /// Frees the read buffer while the stream waits idle; it must hold no bytes.
-    pub fn release_buffers(&mut self) {
-        debug_assert!(self.data().is_empty());
-        self.buf = Vec::new();
+    /// Shrinks the buffers to what they hold while the stream waits idle: nothing
+    /// between requests, a partial head at most.
+    pub fn shrink(&mut self) {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.buf.truncate(self.end - self.start);
+        self.buf.shrink_to_fit();
+        (self.start, self.end) = (0, self.buf.len());
         self.out = Vec::new();
-        (self.start, self.end) = (0, 0);
     }
 
     /// Reads once from the stream into the buffer, which may grow up to `limit`

@@ -77,9 +77,9 @@ fn work(shared: &Shared) {
             } => {
                 let _ = stream.set_nodelay(true);
                 let _ = stream.set_write_timeout(Some(shared.runtime().timeouts.upstream()));
-                conn::serve(shared, Client::new(stream, peer.ip(), slot), at);
+                conn::serve(shared, Client::new(stream, peer.ip(), slot, at));
             }
-            Job::Ready(client) => conn::serve(shared, client, Instant::now()),
+            Job::Ready(client) => conn::serve(shared, client),
         }));
         if served.is_err() {
             crate::error!("a connection's handler panicked; the connection was closed");
