@@ -226,6 +226,10 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
     let fd = client.io.stream.as_raw_fd();
     loop {
         if let Some((req, len)) = parse_request(client.io.data())? {
+            // A whole head that came in one read can be longer than the limit.
+            if len > rt.max_header_bytes {
+                return Err(HeadError::TooLarge);
+            }
             return Ok(HeadRead::Complete(req, len));
         }
         if client.io.data().len() >= rt.max_header_bytes {

@@ -86,21 +86,21 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Parses a request head from the start of `buf`. `Ok(None)`: not complete yet.
 /// `Ok(Some((head, len)))`: the head took the first `len` bytes.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    let end = match head_end(buf).map_err(HeadError::Malformed)? {
-        Some(end) => end,
-        None => return Ok(None),
-    };
+    let end = head_end(buf).map_err(HeadError::Malformed)?;
     let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut raw);
-    match req.parse(&buf[..end]) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Err(HeadError::Malformed("incomplete request line"));
-        }
+    // An incomplete head is parsed too, so that a bad request line (an HTTP/0.9
+    // `GET /` that will never be followed by an empty line) is refused at once.
+    let head = &buf[..end.unwrap_or(buf.len())];
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) if end.is_some() => {}
+        Ok(_) if end.is_none() => return Ok(None),
+        Ok(_) => return Err(HeadError::Malformed("incomplete request line")),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(httparse::Error::Version) => return Err(version_error(&buf[..end])),
+        Err(httparse::Error::Version) => return Err(version_error(head)),
         Err(_) => return Err(HeadError::Malformed("bad request line or header field")),
     }
+    let end = end.unwrap_or(buf.len());
     let fields = collect_fields(req.headers).map_err(HeadError::Malformed)?;
     let head = RequestHead {
         method: req.method.unwrap_or_default().to_string(),

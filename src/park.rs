@@ -83,10 +83,13 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
         // Backwards, so that swap_remove only moves entries already looked at.
         for i in (0..parked.len()).rev() {
             let revents = fds[i + 1].revents;
-            if revents & POLLIN != 0 {
+            let (client, deadline) = &parked[i];
+            // A head cut short by its deadline goes back to a worker for its 408.
+            let late_head = *deadline <= now && !client.io.data().is_empty();
+            if revents & POLLIN != 0 || late_head {
                 let (client, _) = parked.swap_remove(i);
                 shared.queue.push(Job::Ready(client));
-            } else if revents & (POLLHUP | POLLERR | POLLNVAL) != 0 || parked[i].1 <= now {
+            } else if revents & (POLLHUP | POLLERR | POLLNVAL) != 0 || *deadline <= now {
                 let (client, _) = parked.swap_remove(i);
                 crate::debug!("client {}: idle connection closed", client.ip);
             }

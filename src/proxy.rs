@@ -82,11 +82,18 @@ pub fn forward(
     loop {
         match attempt(rt, authority, pool, client, &mut x, fresh) {
             Ok(outcome) => return outcome,
+            // A stale connection shows as a reset or an early close, not as silence:
+            // a timeout is not retried, or a silent backend would cost 2 × upstreamMs.
             Err(ProxyError::Backend {
                 reused: true,
                 response_byte_seen: false,
+                fault,
                 ..
-            }) if retryable && !fresh && !x.interim_relayed => {
+            }) if retryable
+                && !fresh
+                && !x.interim_relayed
+                && !matches!(fault, BackendFault::Timeout) =>
+            {
                 crate::debug!(
                     "backend {authority}: reused connection failed before answering; retrying on a fresh one"
                 );
