@@ -128,18 +128,49 @@ fn fail(client: &mut Client, x: &Exchange<'_>, err: ProxyError, authority: &Auth
     }
 }
 
-/// A backend fault, with what the retry rule needs to know.
-fn backend(
-    authority: &Authority,
-    fault: BackendFault,
+/// The backend side of one attempt.
+struct Backend<'a> {
+    authority: &'a Authority,
+    io: BufStream<TcpStream>,
+    /// Borrowed from the pool rather than newly connected [R5].
     reused: bool,
-    response_byte_seen: bool,
-) -> ProxyError {
-    ProxyError::Backend {
-        authority: authority.clone(),
-        fault,
-        reused,
-        response_byte_seen,
+    /// The largest response head accepted (`maxHeaderBytes`).
+    max_head: usize,
+}
+
+impl Backend<'_> {
+    /// A fault of this backend, with what the retry rule needs to know.
+    fn fault(&self, fault: BackendFault, response_byte_seen: bool) -> ProxyError {
+        ProxyError::Backend {
+            authority: self.authority.clone(),
+            fault,
+            reused: self.reused,
+            response_byte_seen,
+        }
+    }
+
+    /// Reads one response head (left in the buffer; the length says how much it took).
+    fn read_head(&mut self) -> Result<(ResponseHead, usize), ProxyError> {
+        loop {
+            let seen = !self.io.data().is_empty();
+            match parse_response(self.io.data()) {
+                Ok(Some(parsed)) => return Ok(parsed),
+                Ok(None) if self.io.data().len() >= self.max_head => {
+                    return Err(self.fault(BackendFault::Invalid("response head too large"), true));
+                }
+                Ok(None) => {}
+                Err(why) => return Err(self.fault(BackendFault::Invalid(why), true)),
+            }
+            match self.io.fill_to(self.max_head) {
+                Ok(0) => {
+                    let eof =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a response");
+                    return Err(self.fault(BackendFault::Read(eof), seen));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(self.fault(read_fault(e), seen)),
+            }
+        }
     }
 }
 
@@ -174,18 +205,23 @@ fn attempt(
         "backend {authority}: {} connection",
         if reused { "reused" } else { "new" }
     );
-    let mut be = BufStream::new(stream);
-    let sent = be.put(&x.backend_head).and_then(|_| be.flush());
-    sent.map_err(|e| backend(authority, BackendFault::Write(e), reused, false))?;
+    let mut be = Backend {
+        authority,
+        io: BufStream::new(stream),
+        reused,
+        max_head: rt.max_header_bytes,
+    };
+    let sent = be.io.put(&x.backend_head).and_then(|_| be.io.flush());
+    sent.map_err(|e| be.fault(BackendFault::Write(e), false))?;
 
-    let early = send_body(rt, authority, client, &mut be, x, reused)?;
+    let early = send_body(rt, client, &mut be, x)?;
     let (res, head_len) = match early {
         Some(parsed) => parsed,
-        None => read_final_head(rt, authority, client, &mut be, x, reused)?,
+        None => read_final_head(client, &mut be, x)?,
     };
-    be.consume(head_len);
+    be.io.consume(head_len);
     let length = response_body_length(&res, x.req.method == "HEAD")
-        .map_err(|why| backend(authority, BackendFault::Invalid(why), reused, true))?;
+        .map_err(|why| be.fault(BackendFault::Invalid(why), true))?;
 
     // Framing for the client [R3]: Content-Length kept; chunked (or close-delimited,
     // re-chunked) for HTTP/1.1 clients; close-delimited for HTTP/1.0 clients.
@@ -203,27 +239,21 @@ fn attempt(
     client_response_head(&res, framing, keep_alive, x.req.minor, &mut head);
     client.io.put(&head).map_err(ProxyError::ClientGone)?;
     x.response_started = true;
-    let body_bytes = relay_body(
-        &mut be,
-        &mut client.io,
-        length,
-        framing == ClientFraming::Chunked,
-    )
-    .map_err(|e| match e {
+    let chunked_out = framing == ClientFraming::Chunked;
+    let relayed = relay_body(&mut be.io, &mut client.io, length, chunked_out);
+    let body_bytes = relayed.map_err(|e| match e {
         RelayError::Write(e) => ProxyError::ClientGone(e),
-        RelayError::Read(e) => backend(authority, read_fault(e), reused, true),
-        RelayError::Truncated => backend(
-            authority,
+        RelayError::Read(e) => be.fault(read_fault(e), true),
+        RelayError::Truncated => be.fault(
             BackendFault::Invalid("closed before the end of the body"),
-            reused,
             true,
         ),
-        RelayError::Chunk(c) => backend(authority, BackendFault::Invalid(c.0), reused, true),
+        RelayError::Chunk(c) => be.fault(BackendFault::Invalid(c.0), true),
     })?;
 
-    if backend_keeps_alive(&res, length) && x.body_done && be.data().is_empty() {
+    if backend_keeps_alive(&res, length) && x.body_done && be.io.data().is_empty() {
         let hint = res.first("keep-alive").and_then(keep_alive_hint);
-        pool.checkin(be.stream, hint, Instant::now());
+        pool.checkin(be.io.stream, hint, Instant::now());
         crate::debug!("backend {authority}: connection returned to the pool");
     }
     Ok(Outcome {
@@ -234,16 +264,20 @@ fn attempt(
     })
 }
 
+/// A new connection, with `upstreamMs` as the limit on every read and write.
 fn connect(rt: &Runtime, authority: &Authority) -> Result<TcpStream, ProxyError> {
-    let stream = authority
-        .connect(rt.timeouts.connect())
-        .map_err(|e| backend(authority, BackendFault::Connect(e), false, false))?;
     let timeout = Some(rt.timeouts.upstream());
-    let set = stream
-        .set_read_timeout(timeout)
-        .and_then(|_| stream.set_write_timeout(timeout));
-    set.map_err(|e| backend(authority, BackendFault::Connect(e), false, false))?;
-    Ok(stream)
+    let connected = authority.connect(rt.timeouts.connect()).and_then(|stream| {
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
+        Ok(stream)
+    });
+    connected.map_err(|e| ProxyError::Backend {
+        authority: authority.clone(),
+        fault: BackendFault::Connect(e),
+        reused: false,
+        response_byte_seen: false,
+    })
 }
 
 /// Whether the backend lets us reuse the connection after this response [R5].
@@ -260,23 +294,21 @@ fn backend_keeps_alive(res: &ResponseHead, length: BodyLength) -> bool {
 /// the body is not sent (the client connection then closes).
 fn send_body(
     rt: &Runtime,
-    authority: &Authority,
     client: &mut Client,
-    be: &mut BufStream<TcpStream>,
+    be: &mut Backend<'_>,
     x: &mut Exchange<'_>,
-    reused: bool,
 ) -> Result<Option<(ResponseHead, usize)>, ProxyError> {
     if x.body_done {
         return Ok(None);
     }
     if x.req.has_token("expect", "100-continue") && client.io.data().is_empty() {
-        let (c, b) = (client.io.stream.as_raw_fd(), be.stream.as_raw_fd());
+        let (c, b) = (client.io.stream.as_raw_fd(), be.io.stream.as_raw_fd());
         if crate::sys::wait_either(b, c, rt.timeouts.upstream()) == Some(b) {
-            let (res, len) = read_head(rt, authority, be, reused)?;
+            let (res, len) = be.read_head()?;
             if res.status != 100 {
                 return Ok(Some((res, len))); // a final answer before the body: the body stays unread
             }
-            be.consume(len);
+            be.io.consume(len);
             relay_interim(client, x, &res)?;
         }
     }
@@ -286,11 +318,11 @@ fn send_body(
         .set_read_timeout(Some(rt.timeouts.upstream()))
         .map_err(ProxyError::ClientGone)?;
     let chunked_out = x.body == BodyLength::Chunked;
-    relay_body(&mut client.io, be, x.body, chunked_out).map_err(|e| match e {
+    relay_body(&mut client.io, &mut be.io, x.body, chunked_out).map_err(|e| match e {
         RelayError::Read(e) => ProxyError::ClientGone(e),
         RelayError::Truncated => ProxyError::ClientGone(io::ErrorKind::UnexpectedEof.into()),
         RelayError::Chunk(_) => ProxyError::Head(HeadError::Malformed("bad chunked body")),
-        RelayError::Write(e) => backend(authority, BackendFault::Write(e), reused, false),
+        RelayError::Write(e) => be.fault(BackendFault::Write(e), false),
     })?;
     x.body_done = true;
     Ok(None)
@@ -298,27 +330,20 @@ fn send_body(
 
 /// Reads response heads until a final one, relaying interim (1xx) heads on the way.
 fn read_final_head(
-    rt: &Runtime,
-    authority: &Authority,
     client: &mut Client,
-    be: &mut BufStream<TcpStream>,
+    be: &mut Backend<'_>,
     x: &mut Exchange<'_>,
-    reused: bool,
 ) -> Result<(ResponseHead, usize), ProxyError> {
     loop {
-        let (res, len) = read_head(rt, authority, be, reused)?;
+        let (res, len) = be.read_head()?;
         if res.status >= 200 {
             return Ok((res, len));
         }
         if res.status == 101 {
-            return Err(backend(
-                authority,
-                BackendFault::Invalid("101 to a request that asked no upgrade"),
-                reused,
-                true,
-            ));
+            let why = "101 to a request that asked no upgrade";
+            return Err(be.fault(BackendFault::Invalid(why), true));
         }
-        be.consume(len);
+        be.io.consume(len);
         relay_interim(client, x, &res)?;
     }
 }
@@ -340,37 +365,4 @@ fn relay_interim(
         .put(&head)
         .and_then(|_| client.io.flush())
         .map_err(ProxyError::ClientGone)
-}
-
-/// Reads one response head (not consumed from `be`'s buffer).
-fn read_head(
-    rt: &Runtime,
-    authority: &Authority,
-    be: &mut BufStream<TcpStream>,
-    reused: bool,
-) -> Result<(ResponseHead, usize), ProxyError> {
-    loop {
-        let seen = !be.data().is_empty();
-        match parse_response(be.data()) {
-            Ok(Some(parsed)) => return Ok(parsed),
-            Ok(None) if be.data().len() >= rt.max_header_bytes => {
-                return Err(backend(
-                    authority,
-                    BackendFault::Invalid("response head too large"),
-                    reused,
-                    true,
-                ));
-            }
-            Ok(None) => {}
-            Err(why) => return Err(backend(authority, BackendFault::Invalid(why), reused, true)),
-        }
-        match be.fill_to(rt.max_header_bytes) {
-            Ok(0) => {
-                let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a response");
-                return Err(backend(authority, BackendFault::Read(eof), reused, seen));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(backend(authority, read_fault(e), reused, seen)),
-        }
-    }
 }

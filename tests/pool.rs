@@ -421,6 +421,34 @@ fn r5_backend_that_never_answers_is_504_after_upstream_ms() {
 }
 
 #[test]
+fn r5_timeout_on_a_reused_connection_is_not_retried() {
+    // The first request on a connection is answered, the second meets silence: the
+    // GET gets one 504 after upstreamMs, not a second wait on a fresh connection.
+    let backend = Backend::raw(|mut s, conn| {
+        if read_request(&mut s, conn).is_some() {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+        if read_request(&mut s, conn).is_some() {
+            let _ = s.read(&mut [0u8; 1]); // silent until hawkey gives up and closes
+        }
+    });
+    let mut config = route_config("^/", &backend);
+    config["timeouts"] = json!({ "upstreamMs": 500 });
+    let hawkey = Hawkey::start(config);
+    assert_eq!(hawkey.get("/first").status, 200);
+    let started = Instant::now();
+    let res = hawkey.get("/second");
+    let took = started.elapsed();
+    assert_eq!(res.status, 504);
+    assert!(took < Duration::from_millis(950), "504 after {took:?}");
+    assert_eq!(
+        backend.accepted(),
+        1,
+        "the GET was sent again on a new connection"
+    );
+}
+
+#[test]
 fn r5_pooled_connections_are_counted_per_authority() {
     let (a, b) = (Backend::fixed("a"), Backend::fixed("b"));
     let hawkey = Hawkey::start(json!({ "proxy": [
