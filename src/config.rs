@@ -116,6 +116,9 @@ impl Timeouts {
     pub fn upstream(&self) -> Duration {
         Duration::from_millis(self.upstream_ms)
     }
+    pub fn tunnel_idle(&self) -> Duration {
+        Duration::from_millis(self.tunnel_idle_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

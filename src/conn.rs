@@ -19,6 +19,7 @@ use crate::headers::local_response;
 use crate::relay::{BufStream, discard_body};
 use crate::route::{self, Target};
 use crate::server::{Runtime, Shared};
+use crate::tunnel::Tunnel;
 
 /// How long a worker waits for a keep-alive client's next request before parking it.
 /// Clients that send at once (benchmarks, browsers fetching a page's parts) are
@@ -65,6 +66,8 @@ pub struct Outcome {
     pub keep_alive: bool,
     pub body_bytes: u64,
     pub upstream: Option<String>,
+    /// After a 101: the backend connection to tunnel to [R7].
+    pub tunnel: Option<BufStream<TcpStream>>,
 }
 
 impl Client {
@@ -105,6 +108,7 @@ impl Client {
             keep_alive: keep_alive && sent,
             body_bytes,
             upstream: None,
+            tunnel: None,
         }
     }
 
@@ -161,10 +165,30 @@ pub fn serve(shared: &Shared, mut client: Client) {
             outcome.status,
             outcome.upstream.as_deref().unwrap_or("-")
         );
+        if let Some(backend) = outcome.tunnel {
+            return open_tunnel(shared, &rt, client, backend);
+        }
         if !outcome.keep_alive {
             return close(client);
         }
     }
+}
+
+/// Hands an upgraded connection pair to the tunnel thread, with the bytes each side
+/// sent behind its head [R7].
+fn open_tunnel(shared: &Shared, rt: &Runtime, mut client: Client, backend: BufStream<TcpStream>) {
+    let client_early = client.io.data().to_vec();
+    client.io.consume(client_early.len());
+    client.io.shrink();
+    let backend_early = backend.data().to_vec();
+    let idle = rt.timeouts.tunnel_idle();
+    shared.tunnels.open(Tunnel::new(
+        client,
+        backend.stream,
+        client_early,
+        backend_early,
+        idle,
+    ));
 }
 
 /// Hands a waiting connection to the parking thread. Between requests it may wait

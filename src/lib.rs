@@ -7,7 +7,7 @@
 //! 5. `proxy.rs`: borrow a backend connection (`upstream.rs`), send the rewritten
 //!    head (`headers.rs`), stream the body (`relay.rs`), relay the response.
 //! 6. `conn.rs` again: keep-alive → the next request, or park the idle connection
-//!    in `park.rs` until it sends more.
+//!    in `park.rs` until it sends more; after a 101, `tunnel.rs` relays raw bytes.
 //!
 //! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`, and
 //! `sys.rs`, the one module with `unsafe` code.
@@ -29,5 +29,6 @@ pub mod relay;
 pub mod route;
 pub mod server;
 pub mod sys;
+pub mod tunnel;
 pub mod upstream;
 pub mod workers;

@@ -4,7 +4,9 @@
 //! before any response byte is retried once on a fresh one when that is safe.
 //!
 //! The request body is sent in full before the response is read (except with
-//! `Expect: 100-continue`, where the backend may answer first).
+//! `Expect: 100-continue`, where the backend may answer first). A route's authorities
+//! are tried in turn, moving on when one cannot be connected to [R6]. A 101 to an
+//! upgrade hands both connections to `tunnel.rs` [R7].
 
 use std::io;
 use std::net::TcpStream;
@@ -15,12 +17,12 @@ use crate::body::{BodyLength, response_body_length};
 use crate::config::HttpVersion;
 use crate::conn::{Client, Outcome};
 use crate::error::{BackendFault, HeadError, ProxyError, status_for};
-use crate::head::{Fields, RequestHead, ResponseHead, parse_response};
+use crate::head::{Fields, RequestHead, ResponseHead, list_items, parse_response};
 use crate::headers::{ClientFraming, Forwarding, backend_request_head, client_response_head};
 use crate::relay::{BufStream, RelayError, relay_body};
 use crate::route::Route;
 use crate::server::Runtime;
-use crate::upstream::{Authority, Pool, keep_alive_hint};
+use crate::upstream::{Authority, keep_alive_hint};
 
 /// The request being forwarded and what we know about it.
 struct Exchange<'a> {
@@ -28,6 +30,10 @@ struct Exchange<'a> {
     body: BodyLength,
     /// The client wants its connection kept after this exchange.
     keep_alive: bool,
+    /// The client asks for a protocol upgrade [R7].
+    upgrade: bool,
+    /// Idempotent with no body: may be sent again after a stale connection [R5].
+    retryable: bool,
     /// The head to send to the backend, built once for every attempt.
     backend_head: Vec<u8>,
     /// The request body has been read from the client in full.
@@ -51,37 +57,97 @@ pub fn forward(
     if http10_backend && body == BodyLength::Chunked {
         return client.answer_error(411, false); // an HTTP/1.0 backend cannot read chunked
     }
-    let authority = &route.authorities[0];
+    let body_done = matches!(body, BodyLength::Empty | BodyLength::Exact(0));
     let mut x = Exchange {
         req,
         body,
         keep_alive,
+        upgrade: asks_upgrade(req),
+        // [R5]: only a request that can be sent again unchanged is retried.
+        retryable: body_done
+            && matches!(
+                req.method.as_str(),
+                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            ),
         backend_head: Vec::with_capacity(1024),
-        body_done: matches!(body, BodyLength::Empty | BodyLength::Exact(0)),
+        body_done,
         response_started: false,
         interim_relayed: false,
     };
     let forwarding = Forwarding {
-        authority: &authority.text,
+        authority: "",
         preserve_host: route.preserve_host,
         http10_backend,
         client_ip: client.ip,
         client_trusted: rt.trusted_proxies.iter().any(|c| c.contains(client.ip)),
         tls: client.tls,
         body,
-        upgrade: false,
+        upgrade: x.upgrade,
     };
-    backend_request_head(req, &forwarding, &mut x.backend_head);
-    // [R5]: only a request that can be sent again unchanged is retried.
-    let retryable = matches!(
-        req.method.as_str(),
-        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-    ) && x.body_done;
-    let pool = rt.pools.get(authority);
+    // [R6]: round robin over the authorities not marked down; if every one is, all
+    // are tried, so a route never fails without trying.
+    let now = Instant::now();
+    let (up, down): (Vec<&Authority>, Vec<&Authority>) =
+        route.in_turn().partition(|a| !rt.pools.get(a).is_down(now));
+    let candidates = if up.is_empty() { down } else { up };
+    let mut refused = Vec::new();
+    for authority in candidates {
+        x.backend_head.clear();
+        let forwarding = Forwarding {
+            authority: &authority.text,
+            ..forwarding
+        };
+        backend_request_head(req, &forwarding, &mut x.backend_head);
+        match try_authority(rt, authority, client, &mut x) {
+            Ok(outcome) => return outcome,
+            Err(
+                err @ ProxyError::Backend {
+                    fault: BackendFault::Connect(_),
+                    ..
+                },
+            ) => {
+                crate::debug!("{err}; not tried again for 10 s");
+                rt.pools.get(authority).mark_down(Instant::now());
+                refused.push((authority, err));
+            }
+            Err(err) => return fail(client, &x, err, authority),
+        }
+    }
+    let tried: Vec<&str> = refused.iter().map(|(a, _)| a.text.as_str()).collect();
+    crate::debug!(
+        "{} {}: no backend could be reached (tried {})",
+        req.method,
+        req.target,
+        tried.join(", ")
+    );
+    // A route has at least one authority (config), so at least one was refused here.
+    let (authority, err) = refused.pop().expect("at least one authority was tried");
+    fail(client, &x, err, authority)
+}
+
+/// [R7]: an upgrade is asked by an HTTP/1.1 request whose `Connection` holds the token
+/// `upgrade` and whose `Upgrade` field does not name h2c.
+fn asks_upgrade(req: &RequestHead) -> bool {
+    req.minor == 1
+        && req.has_token("connection", "upgrade")
+        && req.first("upgrade").is_some()
+        && !req
+            .values("upgrade")
+            .flat_map(list_items)
+            .any(|p| p.eq_ignore_ascii_case(b"h2c"))
+}
+
+/// Forwards to one authority, retrying once on a fresh connection when a reused one
+/// failed before any response byte and the request can be sent again [R5].
+fn try_authority(
+    rt: &Runtime,
+    authority: &Authority,
+    client: &mut Client,
+    x: &mut Exchange<'_>,
+) -> Result<Outcome, ProxyError> {
     let mut fresh = false;
     loop {
-        match attempt(rt, authority, pool, client, &mut x, fresh) {
-            Ok(outcome) => return outcome,
+        match attempt(rt, authority, client, x, fresh) {
             // A stale connection shows as a reset or an early close, not as silence:
             // a timeout is not retried, or a silent backend would cost 2 × upstreamMs.
             Err(ProxyError::Backend {
@@ -89,7 +155,7 @@ pub fn forward(
                 response_byte_seen: false,
                 fault,
                 ..
-            }) if retryable
+            }) if x.retryable
                 && !fresh
                 && !x.interim_relayed
                 && !matches!(fault, BackendFault::Timeout) =>
@@ -99,7 +165,7 @@ pub fn forward(
                 );
                 fresh = true;
             }
-            Err(err) => return fail(client, &x, err, authority),
+            result => return result,
         }
     }
 }
@@ -124,6 +190,7 @@ fn fail(client: &mut Client, x: &Exchange<'_>, err: ProxyError, authority: &Auth
             keep_alive: false,
             body_bytes: 0,
             upstream,
+            tunnel: None,
         },
     }
 }
@@ -186,11 +253,11 @@ fn read_fault(e: io::Error) -> BackendFault {
 fn attempt(
     rt: &Runtime,
     authority: &Authority,
-    pool: &Pool,
     client: &mut Client,
     x: &mut Exchange<'_>,
     fresh: bool,
 ) -> Result<Outcome, ProxyError> {
+    let pool = rt.pools.get(authority);
     let reused_stream = if fresh {
         None
     } else {
@@ -220,12 +287,17 @@ fn attempt(
         None => read_final_head(client, &mut be, x)?,
     };
     be.io.consume(head_len);
+    if res.status == 101 {
+        return switch_protocols(client, x, be, &res);
+    }
     let length = response_body_length(&res, x.req.method == "HEAD")
         .map_err(|why| be.fault(BackendFault::Invalid(why), true))?;
 
     // Framing for the client [R3]: Content-Length kept; chunked (or close-delimited,
     // re-chunked) for HTTP/1.1 clients; close-delimited for HTTP/1.0 clients.
-    let mut keep_alive = x.keep_alive && x.body_done;
+    // An upgrade the backend declined: the client may already speak the new
+    // protocol, so its connection closes after this answer [R7].
+    let mut keep_alive = x.keep_alive && x.body_done && !x.upgrade;
     let framing = match length {
         BodyLength::Empty => ClientFraming::NoBody,
         BodyLength::Exact(n) => ClientFraming::Length(n),
@@ -261,6 +333,33 @@ fn attempt(
         keep_alive,
         body_bytes,
         upstream: Some(authority.text.clone()),
+        tunnel: None,
+    })
+}
+
+/// The backend agreed to an upgrade: relay its 101 head and hand its connection, with
+/// any bytes it sent behind the head, to the caller for tunnelling. It never goes
+/// back to the pool.
+fn switch_protocols(
+    client: &mut Client,
+    x: &mut Exchange<'_>,
+    be: Backend<'_>,
+    res: &ResponseHead,
+) -> Result<Outcome, ProxyError> {
+    let mut head = Vec::with_capacity(512);
+    client_response_head(res, ClientFraming::NoBody, false, 1, &mut head);
+    x.response_started = true;
+    client
+        .io
+        .put(&head)
+        .and_then(|_| client.io.flush())
+        .map_err(ProxyError::ClientGone)?;
+    Ok(Outcome {
+        status: 101,
+        keep_alive: false,
+        body_bytes: 0,
+        upstream: Some(be.authority.text.clone()),
+        tunnel: Some(be.io),
     })
 }
 
@@ -336,7 +435,7 @@ fn read_final_head(
 ) -> Result<(ResponseHead, usize), ProxyError> {
     loop {
         let (res, len) = be.read_head()?;
-        if res.status >= 200 {
+        if res.status >= 200 || (res.status == 101 && x.upgrade) {
             return Ok((res, len));
         }
         if res.status == 101 {

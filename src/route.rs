@@ -1,8 +1,10 @@
 //! Which handler a request target goes to [R1]: the static prefix first, then the
 //! first route whose `pathRegExp` matches anywhere in the target (path and query, not
 //! decoded), as the original's `RegExp.test(req.url)` did; else nothing (404).
+//! A route also keeps the round-robin turn over its authorities [R6].
 
 use regex::Regex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{HttpVersion, RouteConfig};
 use crate::upstream::Authority;
@@ -16,6 +18,8 @@ pub struct Route {
     pub http_version: HttpVersion,
     /// Forward the client's Host instead of the backend authority.
     pub preserve_host: bool,
+    /// Round-robin position, shared by all workers [R6].
+    next: AtomicUsize,
 }
 
 impl Route {
@@ -25,7 +29,20 @@ impl Route {
             authorities: config.authority.0.clone(),
             http_version: config.http_version,
             preserve_host: config.preserve_host,
+            next: AtomicUsize::new(0),
         }
+    }
+
+    /// The authorities in the order this request tries them [R6]: each request
+    /// starts one further along the list than the one before.
+    pub fn in_turn(&self) -> impl Iterator<Item = &Authority> {
+        let n = self.authorities.len();
+        let start = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n).map(move |k| &self.authorities[(start + k) % n])
     }
 }
 
@@ -70,6 +87,25 @@ mod tests {
         assert_eq!(choose(None, &r, "/v1/api"), Target::Proxy(1));
         assert_eq!(choose(None, &r, "/x?debug=1"), Target::Proxy(2));
         assert_eq!(choose(None, &r, "/other"), Target::NoRoute);
+    }
+
+    #[test]
+    fn authorities_rotate_one_step_per_request() {
+        let config = crate::config::Config::parse(
+            r#"{"proxy": [{"pathRegExp": "/", "authority": ["a:1", "b:1", "c:1"]}]}"#,
+        )
+        .unwrap();
+        let route = Route::new(&config.proxy[0]);
+        let order = |r: &Route| {
+            r.in_turn()
+                .map(|a| a.host.clone())
+                .collect::<Vec<_>>()
+                .concat()
+        };
+        assert_eq!(order(&route), "abc");
+        assert_eq!(order(&route), "bca");
+        assert_eq!(order(&route), "cab");
+        assert_eq!(order(&route), "abc");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::conn::{Client, Slot};
 use crate::headers::local_response;
 use crate::park::{self, Parker};
 use crate::route::Route;
+use crate::tunnel::{self, Tunnels};
 use crate::upstream::Pools;
 use crate::workers::{self, Job, Queue};
 
@@ -60,6 +61,7 @@ impl Runtime {
 pub struct Shared {
     pub queue: Queue,
     pub parker: Parker,
+    pub tunnels: Tunnels,
     runtime: Mutex<Arc<Runtime>>, // swapped whole on reload
 }
 
@@ -89,18 +91,26 @@ pub fn run(config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
 
-    let (parker, wake_rx) = Parker::new().map_err(|e| format!("cannot start: {e}"))?;
+    let started = |e: std::io::Error| format!("cannot start: {e}");
+    let (parker, park_wake) = Parker::new().map_err(started)?;
+    let (tunnels, tunnel_wake) = Tunnels::new().map_err(started)?;
+    let runtime = Mutex::new(Arc::new(Runtime::new(&config)));
     let shared = Arc::new(Shared {
         queue: Queue::default(),
         parker,
-        runtime: Mutex::new(Arc::new(Runtime::new(&config))),
+        tunnels,
+        runtime,
     });
-    workers::spawn(&shared, config.workers).map_err(|e| format!("cannot start workers: {e}"))?;
+    workers::spawn(&shared, config.workers).map_err(started)?;
     let parking = Arc::clone(&shared);
-    std::thread::Builder::new()
-        .name("park".into())
-        .spawn(move || park::run(parking, wake_rx))
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let spawn = |name: &str| std::thread::Builder::new().name(name.into());
+    spawn("park")
+        .spawn(move || park::run(parking, park_wake))
+        .map_err(started)?;
+    let tunnelling = Arc::clone(&shared);
+    spawn("tunnels")
+        .spawn(move || tunnel::run(&tunnelling.tunnels, tunnel_wake))
+        .map_err(started)?;
 
     eprintln!("hawkey listening on http://{bound}");
     accept(&listener, &shared, max_connections);

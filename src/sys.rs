@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-pub use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL};
+pub use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
 
 /// One entry of a poll(2) set.
 pub type PollFd = libc::pollfd;

@@ -1,6 +1,6 @@
 //! Backends: the `Authority` that names one, and the per-authority `Pool` of idle
-//! keep-alive connections [R5]. Round robin over a route's authorities lives with
-//! the route (`route.rs`).
+//! keep-alive connections [R5], which also remembers when a connect to it last failed
+//! [R6]. The round-robin turn over a route's authorities lives with the route.
 //!
 //! The pool lock is held only to push or pop one entry; connecting, probing and
 //! closing all happen outside it.
@@ -94,6 +94,9 @@ impl fmt::Display for Authority {
     }
 }
 
+/// How long an authority whose connect failed is skipped by round robin [R6].
+pub const DOWN_FOR: Duration = Duration::from_secs(10);
+
 /// Locks a pool list. Surviving a poisoned lock is safe: each critical section pushes
 /// or pops one entry, so the list is valid at every step.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +114,7 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>, // most recently returned last, so we reuse the warmest
     max_idle: usize,        // upstreamPool.maxIdlePerAuthority
     idle_timeout: Duration, // upstreamPool.idleTimeoutMs
+    down_until: Mutex<Option<Instant>>, // skipped by round robin until then [R6]
 }
 
 impl Pool {
@@ -119,6 +123,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
+            down_until: Mutex::new(None),
         }
     }
 
@@ -152,6 +157,15 @@ impl Pool {
             });
         }
         // lock released here; a connection over the limit is closed by its drop
+    }
+
+    /// A connect failed: skip this authority for `DOWN_FOR` [R6].
+    pub fn mark_down(&self, now: Instant) {
+        *lock(&self.down_until) = Some(now + DOWN_FOR);
+    }
+
+    pub fn is_down(&self, now: Instant) -> bool {
+        lock(&self.down_until).is_some_and(|until| now < until)
     }
 
     pub fn idle_count(&self) -> usize {
@@ -225,6 +239,16 @@ mod tests {
         ] {
             assert!(Authority::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn down_mark_lasts_ten_seconds() {
+        let pool = Pool::new(1, Duration::from_secs(4));
+        let t0 = Instant::now();
+        assert!(!pool.is_down(t0));
+        pool.mark_down(t0);
+        assert!(pool.is_down(t0 + Duration::from_secs(9)));
+        assert!(!pool.is_down(t0 + Duration::from_secs(10)));
     }
 
     #[test]
