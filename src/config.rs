@@ -373,10 +373,7 @@ impl Config {
 
     fn check_files(&self) -> Result<(), String> {
         if let Some(pems) = &self.pems {
-            for (key, file) in [("pems.key", &pems.key), ("pems.cert", &pems.cert)] {
-                std::fs::File::open(file)
-                    .map_err(|e| format!("{key}: cannot read {}: {e}", file.display()))?;
-            }
+            crate::tls::server_config(pems)?; // read and parsed now, so --check sees a bad PEM
         }
         if let Some(dir) = self.static_root().filter(|d| !d.is_dir()) {
             return Err(format!(

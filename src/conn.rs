@@ -6,7 +6,7 @@
 //! the next head, so pipelined requests are answered in order by construction.
 
 use std::io::Read;
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +19,7 @@ use crate::headers::local_response;
 use crate::relay::{BufStream, discard_body};
 use crate::route::{self, Target};
 use crate::server::{Runtime, Shared};
+use crate::stream::ClientStream;
 use crate::tunnel::Tunnel;
 
 /// How long a worker waits for a keep-alive client's next request before parking it.
@@ -41,7 +42,7 @@ impl Drop for Slot {
 
 #[derive(Debug)]
 pub struct Client {
-    pub io: BufStream<TcpStream>,
+    pub io: BufStream<ClientStream>,
     /// The peer's address (IPv4-mapped IPv6 shown as IPv4).
     pub ip: IpAddr,
     /// The connection came in over TLS.
@@ -52,6 +53,9 @@ pub struct Client {
     /// the connection: the accept of a new connection, or the first byte of a head
     /// that was parked half-read.
     pub head_started: Option<Instant>,
+    /// Set on the redirect listener: every request is answered with a 301 to the TLS
+    /// listener at this address [K].
+    pub redirect_to: Option<SocketAddr>,
     /// Closing now could drop unread request bytes: read them off before closing so
     /// the client sees our answer instead of a reset.
     pub linger: bool,
@@ -71,17 +75,18 @@ pub struct Outcome {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, ip: IpAddr, slot: Slot, accepted: Instant) -> Client {
+    pub fn new(stream: ClientStream, ip: IpAddr, slot: Slot, accepted: Instant) -> Client {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
         Client {
+            tls: stream.is_tls(),
             io: BufStream::new(stream),
             ip,
-            tls: false,
             minor: 1,
             head_started: Some(accepted),
+            redirect_to: None,
             linger: false,
             _slot: slot,
         }
@@ -129,7 +134,11 @@ impl Client {
             // The client waits for a 100 we will not send; don't wait for its body.
             _ if req.has_token("expect", "100-continue") => false,
             _ => {
-                let _ = self.io.stream.set_read_timeout(Some(rt.timeouts.header()));
+                let _ = self
+                    .io
+                    .stream
+                    .tcp()
+                    .set_read_timeout(Some(rt.timeouts.header()));
                 discard_body(&mut self.io, body, DISCARD_LIMIT)
             }
         };
@@ -191,6 +200,43 @@ fn open_tunnel(shared: &Shared, rt: &Runtime, mut client: Client, backend: BufSt
     ));
 }
 
+/// [K] `httpPort`: `https://<Host without its port, else the TLS listener's
+/// address>[:<TLS port> unless 443]<path and query>`.
+fn https_location(req: &RequestHead, tls_addr: SocketAddr) -> String {
+    let host = req
+        .first("host")
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(host_without_port);
+    let host = match host {
+        Some(host) => host.to_string(),
+        None if tls_addr.is_ipv6() => format!("[{}]", tls_addr.ip()),
+        None => tls_addr.ip().to_string(),
+    };
+    let port = match tls_addr.port() {
+        443 => String::new(),
+        port => format!(":{port}"),
+    };
+    let target = if req.target.starts_with('/') {
+        req.target.as_str()
+    } else {
+        "/"
+    };
+    format!("https://{host}{port}{target}")
+}
+
+/// The host part of a Host field (`example.com`, `[::1]`), if it is a plain name or
+/// address; anything odd falls back to the listening address.
+fn host_without_port(host: &str) -> Option<&str> {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => &host[..rest.find(']')? + 2],
+        None => host.split(':').next()?,
+    };
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+    (plain && !name.is_empty()).then_some(name)
+}
+
 /// Hands a waiting connection to the parking thread. Between requests it may wait
 /// `keepAliveMs` for a first byte; a new connection, or one with part of a head,
 /// keeps the deadline of that head (`started` + `headerMs`).
@@ -219,6 +265,10 @@ fn dispatch(rt: &Runtime, client: &mut Client, req: &RequestHead) -> Outcome {
             return client.answer_error(e.status(), false);
         }
     };
+    if let Some(tls_addr) = client.redirect_to {
+        let location = https_location(req, tls_addr);
+        return client.answer_local(rt, req, body, 301, &[("Location", &location)], keep_alive);
+    }
     match route::choose(rt.static_prefix.as_deref(), &rt.routes, &req.target) {
         Target::Proxy(i) => crate::proxy::forward(rt, &rt.routes[i], client, req, body, keep_alive),
         Target::Static(_) if req.method != "GET" && req.method != "HEAD" => {
@@ -247,7 +297,7 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
     // [E]: one deadline for the whole head, not one per read, so a client that drips
     // a byte at a time is still cut at headerMs.
     let deadline = started + rt.timeouts.header();
-    let fd = client.io.stream.as_raw_fd();
+    let fd = client.io.stream.tcp().as_raw_fd();
     loop {
         if let Some((req, len)) = parse_request(client.io.data())? {
             // A whole head that came in one read can be longer than the limit.
@@ -262,7 +312,9 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
         // Bytes already here are read even past the deadline: they came in time and
         // waited in our queue.
         let left = deadline.saturating_duration_since(Instant::now());
-        if !crate::sys::wait_readable(fd, left.min(NEXT_REQUEST_WAIT)) {
+        let ready = client.io.stream.has_buffered()
+            || crate::sys::wait_readable(fd, left.min(NEXT_REQUEST_WAIT));
+        if !ready {
             if left > NEXT_REQUEST_WAIT {
                 return Ok(HeadRead::Waiting);
             }
@@ -270,6 +322,15 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
                 true => Ok(HeadRead::Closed),
                 false => Err(HeadError::Timeout),
             };
+        }
+        if client.io.stream.is_tls() {
+            // A TLS read can need several records (the handshake above all): the
+            // head's deadline bounds it.
+            let _ = client
+                .io
+                .stream
+                .tcp()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
         }
         match client.io.fill_to(rt.max_header_bytes) {
             Ok(0) | Err(_) => return Ok(HeadRead::Closed),
@@ -283,12 +344,15 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
 /// bytes read off for a moment, so that closing with unread data does
 /// not turn into a reset that destroys the answer before the client reads it.
 fn close(mut client: Client) {
-    if !client.linger && crate::sys::is_quiet(client.io.stream.as_raw_fd()) {
+    let _ = client.io.flush();
+    let lingering = client.linger || !crate::sys::is_quiet(client.io.stream.tcp().as_raw_fd());
+    if lingering || client.io.stream.is_tls() {
+        client.io.stream.shutdown_write();
+    }
+    if !lingering {
         return;
     }
-    let _ = client.io.flush();
-    let stream = &mut client.io.stream;
-    let _ = stream.shutdown(Shutdown::Write);
+    let mut stream = client.io.stream.tcp();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut sink = [0u8; 4096];
     let mut budget = 256 * 1024;

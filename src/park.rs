@@ -65,7 +65,7 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
         fds.extend(
             parked
                 .iter()
-                .map(|(c, _)| sys::poll_fd(c.io.stream.as_raw_fd(), POLLIN)),
+                .map(|(c, _)| sys::poll_fd(c.io.stream.tcp().as_raw_fd(), POLLIN)),
         );
         let now = Instant::now();
         let timeout = parked

@@ -400,8 +400,9 @@ fn send_body(
     if x.body_done {
         return Ok(None);
     }
-    if x.req.has_token("expect", "100-continue") && client.io.data().is_empty() {
-        let (c, b) = (client.io.stream.as_raw_fd(), be.io.stream.as_raw_fd());
+    let client_sent = !client.io.data().is_empty() || client.io.stream.has_buffered();
+    if x.req.has_token("expect", "100-continue") && !client_sent {
+        let (c, b) = (client.io.stream.tcp().as_raw_fd(), be.io.stream.as_raw_fd());
         if crate::sys::wait_either(b, c, rt.timeouts.upstream()) == Some(b) {
             let (res, len) = be.read_head()?;
             if res.status != 100 {
@@ -414,6 +415,7 @@ fn send_body(
     client
         .io
         .stream
+        .tcp()
         .set_read_timeout(Some(rt.timeouts.upstream()))
         .map_err(ProxyError::ClientGone)?;
     let chunked_out = x.body == BodyLength::Chunked;

@@ -63,6 +63,8 @@ pub struct Shared {
     pub parker: Parker,
     pub tunnels: Tunnels,
     runtime: Mutex<Arc<Runtime>>, // swapped whole on reload
+    /// The TLS config when `pems` is set; fixed for the life of the process.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Shared {
@@ -79,17 +81,17 @@ impl Shared {
 /// Binds, starts the threads and accepts until the process ends.
 pub fn run(config: Config) -> Result<(), String> {
     crate::log::set_debug(config.env == Env::Development);
-    if config.pems.is_some() {
-        // Serving plain HTTP where the config asks for TLS would be worse than not starting.
-        return Err("pems: TLS termination is not available in this build".into());
-    }
+    let tls = config
+        .pems
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?;
     let max_connections = fit_connections(config.max_connections);
-    let addr = SocketAddr::new(config.host.0, config.port);
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    crate::sys::set_backlog(listener.as_raw_fd(), 1024);
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let main = bind(SocketAddr::new(config.host.0, config.port))?;
+    let redirect = match config.http_port {
+        Some(port) => Some(bind(SocketAddr::new(config.host.0, port))?),
+        None => None,
+    };
 
     let started = |e: std::io::Error| format!("cannot start: {e}");
     let (parker, park_wake) = Parker::new().map_err(started)?;
@@ -100,6 +102,7 @@ pub fn run(config: Config) -> Result<(), String> {
         parker,
         tunnels,
         runtime,
+        tls,
     });
     workers::spawn(&shared, config.workers).map_err(started)?;
     let parking = Arc::clone(&shared);
@@ -112,9 +115,32 @@ pub fn run(config: Config) -> Result<(), String> {
         .spawn(move || tunnel::run(&tunnelling.tunnels, tunnel_wake))
         .map_err(started)?;
 
-    eprintln!("hawkey listening on http://{bound}");
-    accept(&listener, &shared, max_connections);
+    let (main, main_addr) = main;
+    let scheme = if shared.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!("hawkey listening on {scheme}://{main_addr}");
+    let open = Arc::new(AtomicUsize::new(0));
+    if let Some((listener, addr)) = redirect {
+        eprintln!("hawkey listening on http://{addr}");
+        let (shared, open) = (Arc::clone(&shared), Arc::clone(&open));
+        spawn("redirect")
+            .spawn(move || accept(&listener, &shared, &open, max_connections, Some(main_addr)))
+            .map_err(started)?;
+    }
+    accept(&main, &shared, &open, max_connections, None);
     Ok(())
+}
+
+/// A listening socket and the address it is bound to; a port in use is an error.
+fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
+    let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+    let listener = TcpListener::bind(addr).map_err(fail)?;
+    crate::sys::set_backlog(listener.as_raw_fd(), 1024);
+    let bound = listener.local_addr().map_err(fail)?;
+    Ok((listener, bound))
 }
 
 /// [K]: raise the open-files limit and lower `maxConnections` if it still cannot
@@ -138,8 +164,15 @@ fn fit_connections(wanted: usize) -> usize {
     fits
 }
 
-fn accept(listener: &TcpListener, shared: &Shared, max_connections: usize) {
-    let open = Arc::new(AtomicUsize::new(0));
+/// Accepts until the process ends. Connections of the redirect listener carry the
+/// TLS listener's address, `redirect_to`.
+fn accept(
+    listener: &TcpListener,
+    shared: &Shared,
+    open: &Arc<AtomicUsize>,
+    max_connections: usize,
+    redirect_to: Option<SocketAddr>,
+) {
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
@@ -155,12 +188,13 @@ fn accept(listener: &TcpListener, shared: &Shared, max_connections: usize) {
             continue;
         }
         open.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(Arc::clone(&open));
+        let slot = Slot(Arc::clone(open));
         shared.queue.push(Job::Accepted {
             stream,
             peer,
             slot,
             at: Instant::now(),
+            redirect_to,
         });
     }
 }

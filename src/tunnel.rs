@@ -15,6 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::conn::Client;
+use crate::stream::ClientStream;
 use crate::sys::{self, POLLIN, POLLOUT};
 
 /// Reads per direction per wake-up, so one busy tunnel cannot starve the others.
@@ -71,6 +72,11 @@ impl Tunnel {
 
     /// The events to poll for on (client, backend).
     fn interest(&self) -> (i16, i16) {
+        let tls_out = if self.client.io.stream.wants_write() {
+            POLLOUT
+        } else {
+            0
+        };
         let wants = |reading: &Half, writing: &Half| {
             let mut events = 0;
             if reading.pending.is_empty() && !reading.eof {
@@ -81,7 +87,10 @@ impl Tunnel {
             }
             events
         };
-        (wants(&self.up, &self.down), wants(&self.down, &self.up))
+        (
+            wants(&self.up, &self.down) | tls_out,
+            wants(&self.down, &self.up),
+        )
     }
 
     /// Moves whatever can move without blocking. False once the tunnel is over:
@@ -90,7 +99,8 @@ impl Tunnel {
         let client = &mut self.client.io.stream;
         let up = transfer(client, &mut self.backend, &mut self.up, scratch);
         let down = transfer(&mut self.backend, client, &mut self.down, scratch);
-        match (up, down) {
+        let flushed = client.flush_tls();
+        match (up, down.and_then(|n| flushed.map(|_| n))) {
             (Ok(up), Ok(down)) => {
                 if up + down > 0 {
                     self.last_active = Instant::now();
@@ -110,10 +120,28 @@ impl Tunnel {
     }
 }
 
+/// Either end of a tunnel.
+trait End: Read + Write {
+    /// Passes an EOF on: no more bytes will be written.
+    fn shutdown_write(&mut self);
+}
+
+impl End for TcpStream {
+    fn shutdown_write(&mut self) {
+        let _ = self.shutdown(Shutdown::Write); // the peer may be gone already
+    }
+}
+
+impl End for ClientStream {
+    fn shutdown_write(&mut self) {
+        ClientStream::shutdown_write(self);
+    }
+}
+
 /// Moves bytes from `src` to `dst` for one direction; returns the bytes written.
 fn transfer(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
+    src: &mut impl End,
+    dst: &mut impl End,
     half: &mut Half,
     scratch: &mut [u8],
 ) -> io::Result<u64> {
@@ -122,6 +150,7 @@ fn transfer(
     loop {
         if !half.pending.is_empty() {
             match dst.write(&half.pending) {
+                Ok(0) => return Ok(moved), // a TLS client's buffer is full; wait to write
                 Ok(n) => {
                     half.pending.drain(..n);
                     moved += n as u64;
@@ -134,7 +163,7 @@ fn transfer(
         if half.eof {
             if !half.shut {
                 half.shut = true;
-                let _ = dst.shutdown(Shutdown::Write); // the peer may be gone already
+                dst.shutdown_write();
             }
             return Ok(moved);
         }
@@ -197,14 +226,22 @@ pub fn run(tunnels: &Tunnels, mut wake_rx: UnixStream) {
         fds.push(sys::poll_fd(wake_rx.as_raw_fd(), POLLIN));
         for t in &open {
             let (c, b) = t.interest();
-            fds.push(sys::poll_fd(t.client.io.stream.as_raw_fd(), c));
+            fds.push(sys::poll_fd(t.client.io.stream.tcp().as_raw_fd(), c));
             fds.push(sys::poll_fd(t.backend.as_raw_fd(), b));
         }
         let now = Instant::now();
-        let timeout = open
-            .iter()
-            .map(|t| t.deadline().saturating_duration_since(now))
-            .min();
+        // Bytes rustls already decrypted do not show on the socket: don't sleep on them.
+        let buffered: Vec<bool> = open
+            .iter_mut()
+            .map(|t| t.client.io.stream.has_buffered())
+            .collect();
+        let timeout = match buffered.contains(&true) {
+            true => Some(Duration::ZERO),
+            false => open
+                .iter()
+                .map(|t| t.deadline().saturating_duration_since(now))
+                .min(),
+        };
         if let Err(e) = sys::poll(&mut fds, timeout) {
             crate::error!("tunnels: poll failed: {e}");
         }
@@ -215,7 +252,7 @@ pub fn run(tunnels: &Tunnels, mut wake_rx: UnixStream) {
         let now = Instant::now();
         // Backwards, so that swap_remove only moves entries already looked at.
         for i in (0..open.len()).rev() {
-            let ready = fds[1 + 2 * i].revents | fds[2 + 2 * i].revents != 0;
+            let ready = buffered[i] || fds[1 + 2 * i].revents | fds[2 + 2 * i].revents != 0;
             let alive = !ready || open[i].pump(&mut scratch);
             if !alive || open[i].deadline() <= now {
                 close(open.swap_remove(i));
@@ -226,6 +263,7 @@ pub fn run(tunnels: &Tunnels, mut wake_rx: UnixStream) {
                 .client
                 .io
                 .stream
+                .tcp()
                 .set_nonblocking(true)
                 .and_then(|_| t.backend.set_nonblocking(true));
             if nonblocking.is_ok() && t.pump(&mut scratch) {

@@ -10,14 +10,18 @@ use std::time::Instant;
 
 use crate::conn::{self, Client, Slot};
 use crate::server::Shared;
+use crate::stream::ClientStream;
+use rustls::{ServerConnection, StreamOwned};
 
 pub enum Job {
-    /// A connection just accepted, and when.
+    /// A connection just accepted, and when. `redirect_to`: it came to the redirect
+    /// listener, whose answers point to the TLS listener at that address.
     Accepted {
         stream: TcpStream,
         peer: SocketAddr,
         slot: Slot,
         at: Instant,
+        redirect_to: Option<SocketAddr>,
     },
     /// A parked connection with bytes to read.
     Ready(Client),
@@ -74,10 +78,20 @@ fn work(shared: &Shared) {
                 peer,
                 slot,
                 at,
+                redirect_to,
             } => {
                 let _ = stream.set_nodelay(true);
                 let _ = stream.set_write_timeout(Some(shared.runtime().timeouts.upstream()));
-                conn::serve(shared, Client::new(stream, peer.ip(), slot, at));
+                let stream = match (&shared.tls, redirect_to) {
+                    (Some(config), None) => match ServerConnection::new(Arc::clone(config)) {
+                        Ok(tls) => ClientStream::Tls(Box::new(StreamOwned::new(tls, stream))),
+                        Err(e) => return crate::error!("TLS: cannot start a connection: {e}"),
+                    },
+                    _ => ClientStream::Plain(stream),
+                };
+                let mut client = Client::new(stream, peer.ip(), slot, at);
+                client.redirect_to = redirect_to;
+                conn::serve(shared, client);
             }
             Job::Ready(client) => conn::serve(shared, client),
         }));
