@@ -1,5 +1,6 @@
-//! Calendar dates from `SystemTime`, for log timestamps and (later) `Last-Modified`
-//! and the access log. Twenty lines of arithmetic instead of a date crate.
+//! Calendar dates from `SystemTime`: stderr timestamps, the access log's
+//! `[24/Nov/2026:10:00:00 +0000]`, and HTTP dates for `Last-Modified` and
+//! `If-Modified-Since` [S][L]. Some arithmetic instead of a date crate.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,53 @@ pub fn iso8601(t: SystemTime) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // 1970-01-01 was a Thursday
+
+/// `24/Nov/2026:10:00:00 +0000`, the access log's time (always UTC).
+pub fn common_log(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(t);
+    format!("{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000", MONTHS[mo as usize - 1])
+}
+
+/// `Tue, 24 Nov 2026 10:00:00 GMT`, RFC 9110's IMF-fixdate.
+pub fn http_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let weekday = WEEKDAYS[secs.div_euclid(86_400).rem_euclid(7) as usize];
+    let (y, mo, d, h, mi, s) = utc_parts(t);
+    format!("{weekday}, {d:02} {} {y:04} {h:02}:{mi:02}:{s:02} GMT", MONTHS[mo as usize - 1])
+}
+
+/// Parses an IMF-fixdate (the only form RFC 9110 lets senders generate); `None`
+/// for anything else, which a conditional request then ignores.
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let rest = text.trim().split_once(", ")?.1;
+    let mut parts = rest.split(' ');
+    let day: u32 = parts.next()?.parse().ok()?;
+    let month = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut clock = parts.next()?.split(':').map(|p| p.parse::<u32>().ok());
+    let (h, mi, s) = (clock.next()??, clock.next()??, clock.next()??);
+    if parts.next() != Some("GMT") || parts.next().is_some() || h > 23 || mi > 59 || s > 60 || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// The inverse of `civil_from_days` (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +90,26 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+    }
+
+    #[test]
+    fn http_dates_round_trip() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_478_400 + 36_000);
+        assert_eq!(http_date(t), "Tue, 24 Nov 2026 10:00:00 GMT");
+        assert_eq!(common_log(t), "24/Nov/2026:10:00:00 +0000");
+        assert_eq!(parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT"), Some(t));
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        for days in [0, 59, 60, 11_016, 20_416, 40_000] {
+            assert_eq!(days_from_civil_of(days), days);
+        }
+        assert_eq!(parse_http_date("Tuesday, 24-Nov-26 10:00:00 GMT"), None);
+        assert_eq!(parse_http_date("Tue, 24 Nov 2026 10:00:00 UTC"), None);
+        assert_eq!(parse_http_date("garbage"), None);
+    }
+
+    fn days_from_civil_of(days: i64) -> i64 {
+        let (y, m, d) = civil_from_days(days);
+        days_from_civil(y, m, d)
     }
 
     #[test]
