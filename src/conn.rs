@@ -97,7 +97,7 @@ impl Client {
         self.answer(status, &[], keep_alive, false)
     }
 
-    fn answer(
+    pub fn answer(
         &mut self,
         status: u16,
         extra: &[(&str, &str)],
@@ -117,9 +117,7 @@ impl Client {
         }
     }
 
-    /// Answers a request hawkey handles itself. A body the request carries is read and
-    /// dropped first (up to `DISCARD_LIMIT`), so it is never taken for the next
-    /// request; if it cannot be, the connection closes after the answer [R8].
+    /// Answers a request hawkey handles itself, after `drain_body`.
     fn answer_local(
         &mut self,
         rt: &Runtime,
@@ -129,7 +127,15 @@ impl Client {
         extra: &[(&str, &str)],
         keep_alive: bool,
     ) -> Outcome {
-        let drained = match body {
+        let drained = self.drain_body(rt, req, body);
+        self.answer(status, extra, keep_alive && drained, req.method == "HEAD")
+    }
+
+    /// Reads and drops the body of a request hawkey answers itself (up to
+    /// `DISCARD_LIMIT`), so it is never taken for the next request. False when it
+    /// could not be: the connection must close after the answer [R8].
+    fn drain_body(&mut self, rt: &Runtime, req: &RequestHead, body: BodyLength) -> bool {
+        match body {
             BodyLength::Empty | BodyLength::Exact(0) => true,
             // The client waits for a 100 we will not send; don't wait for its body.
             _ if req.has_token("expect", "100-continue") => false,
@@ -141,8 +147,7 @@ impl Client {
                     .set_read_timeout(Some(rt.timeouts.header()));
                 discard_body(&mut self.io, body, DISCARD_LIMIT)
             }
-        };
-        self.answer(status, extra, keep_alive && drained, req.method == "HEAD")
+        }
     }
 }
 
@@ -274,9 +279,11 @@ fn dispatch(rt: &Runtime, client: &mut Client, req: &RequestHead) -> Outcome {
         Target::Static(_) if req.method != "GET" && req.method != "HEAD" => {
             client.answer_local(rt, req, body, 405, &[("Allow", "GET, HEAD")], keep_alive)
         }
-        Target::Static(_) | Target::NoRoute => {
-            client.answer_local(rt, req, body, 404, &[], keep_alive)
+        Target::Static(rest) => {
+            let keep_alive = client.drain_body(rt, req, body) && keep_alive;
+            crate::static_files::serve(rt.static_root.as_deref(), client, req, rest, keep_alive)
         }
+        Target::NoRoute => client.answer_local(rt, req, body, 404, &[], keep_alive),
     }
 }
 

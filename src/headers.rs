@@ -185,10 +185,19 @@ fn put_connection(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) {
 
 /// A response hawkey makes itself [E]: a short text body with its length.
 /// `extra` fields come after the standard ones; `head_only` leaves the body out.
-pub fn local_response(status: u16, extra: &[(&str, &str)], keep_alive: bool, client_minor: u8, head_only: bool) -> Vec<u8> {
+pub fn local_response(
+    status: u16,
+    extra: &[(&str, &str)],
+    keep_alive: bool,
+    client_minor: u8,
+    head_only: bool,
+) -> Vec<u8> {
     let text = format!("{status} {}\n", reason(status));
     let length = text.len().to_string();
-    let mut fields = vec![("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", length.as_str())];
+    let mut fields = vec![
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", length.as_str()),
+    ];
     fields.extend_from_slice(extra);
     let mut out = response_head(status, &fields, keep_alive, client_minor);
     if !head_only {
@@ -199,7 +208,12 @@ pub fn local_response(status: u16, extra: &[(&str, &str)], keep_alive: bool, cli
 
 /// The head of a response hawkey makes itself: status line, `fields` in order, and
 /// the `Connection` field the keep-alive decision needs.
-pub fn response_head(status: u16, fields: &[(&str, &str)], keep_alive: bool, client_minor: u8) -> Vec<u8> {
+pub fn response_head(
+    status: u16,
+    fields: &[(&str, &str)],
+    keep_alive: bool,
+    client_minor: u8,
+) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
     for (name, value) in fields {
         put_field(&mut out, name, value.as_bytes());

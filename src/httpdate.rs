@@ -33,13 +33,18 @@ pub fn iso8601(t: SystemTime) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // 1970-01-01 was a Thursday
 
 /// `24/Nov/2026:10:00:00 +0000`, the access log's time (always UTC).
 pub fn common_log(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s) = utc_parts(t);
-    format!("{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000", MONTHS[mo as usize - 1])
+    format!(
+        "{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000",
+        MONTHS[mo as usize - 1]
+    )
 }
 
 /// `Tue, 24 Nov 2026 10:00:00 GMT`, RFC 9110's IMF-fixdate.
@@ -47,7 +52,10 @@ pub fn http_date(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let weekday = WEEKDAYS[secs.div_euclid(86_400).rem_euclid(7) as usize];
     let (y, mo, d, h, mi, s) = utc_parts(t);
-    format!("{weekday}, {d:02} {} {y:04} {h:02}:{mi:02}:{s:02} GMT", MONTHS[mo as usize - 1])
+    format!(
+        "{weekday}, {d:02} {} {y:04} {h:02}:{mi:02}:{s:02} GMT",
+        MONTHS[mo as usize - 1]
+    )
 }
 
 /// Parses an IMF-fixdate (the only form RFC 9110 lets senders generate); `None`
@@ -61,7 +69,13 @@ pub fn parse_http_date(text: &str) -> Option<SystemTime> {
     let year: i64 = parts.next()?.parse().ok()?;
     let mut clock = parts.next()?.split(':').map(|p| p.parse::<u32>().ok());
     let (h, mi, s) = (clock.next()??, clock.next()??, clock.next()??);
-    if parts.next() != Some("GMT") || parts.next().is_some() || h > 23 || mi > 59 || s > 60 || !(1..=31).contains(&day) {
+    if parts.next() != Some("GMT")
+        || parts.next().is_some()
+        || h > 23
+        || mi > 59
+        || s > 60
+        || !(1..=31).contains(&day)
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);

@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod server;
+pub mod static_files;
 pub mod stream;
 pub mod sys;
 pub mod tls;

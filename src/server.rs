@@ -32,7 +32,7 @@ pub struct Runtime {
     pub trusted_proxies: Vec<Cidr>,
     /// `/<staticDir>/` when static files are on.
     pub static_prefix: Option<String>,
-    /// `serverRoot/staticDir`.
+    /// `serverRoot/staticDir`, canonical.
     pub static_root: Option<PathBuf>,
 }
 
@@ -52,7 +52,8 @@ impl Runtime {
             max_header_bytes: config.max_header_bytes,
             trusted_proxies: config.trusted_proxies.clone(),
             static_prefix: config.static_dir.as_ref().map(|d| format!("/{}/", d.0)),
-            static_root: config.static_root(),
+            // Canonical, so that resolved files can be checked to lie inside it [S].
+            static_root: config.static_root().and_then(|p| p.canonicalize().ok()),
         }
     }
 }
