@@ -10,8 +10,9 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::access_log::Entry;
 use crate::body::{BodyLength, request_body_length};
 use crate::error::HeadError;
 use crate::head::{Fields, RequestHead, parse_request};
@@ -49,6 +50,8 @@ pub struct Client {
     pub tls: bool,
     /// HTTP minor version of the request being answered.
     pub minor: u8,
+    /// The request being answered is a HEAD: answers carry no body.
+    pub head_request: bool,
     /// When the wait for the current head began, if it began before this worker took
     /// the connection: the accept of a new connection, or the first byte of a head
     /// that was parked half-read.
@@ -85,6 +88,7 @@ impl Client {
             io: BufStream::new(stream),
             ip,
             minor: 1,
+            head_request: false,
             head_started: Some(accepted),
             redirect_to: None,
             linger: false,
@@ -94,7 +98,7 @@ impl Client {
 
     /// Answers with a status of our own [E]; closes afterwards unless `keep_alive`.
     pub fn answer_error(&mut self, status: u16, keep_alive: bool) -> Outcome {
-        self.answer(status, &[], keep_alive, false)
+        self.answer(status, &[], keep_alive, self.head_request)
     }
 
     pub fn answer(
@@ -107,7 +111,11 @@ impl Client {
         let response = local_response(status, extra, keep_alive, self.minor, head_only);
         let sent = self.io.put(&response).and_then(|_| self.io.flush()).is_ok();
         self.linger |= !keep_alive;
-        let body_bytes = if head_only { 0 } else { response.len() as u64 };
+        let body_bytes = if head_only {
+            0
+        } else {
+            crate::headers::local_body(status).len() as u64
+        };
         Outcome {
             status,
             keep_alive: keep_alive && sent,
@@ -128,7 +136,7 @@ impl Client {
         keep_alive: bool,
     ) -> Outcome {
         let drained = self.drain_body(rt, req, body);
-        self.answer(status, extra, keep_alive && drained, req.method == "HEAD")
+        self.answer(status, extra, keep_alive && drained, self.head_request)
     }
 
     /// Reads and drops the body of a request hawkey answers itself (up to
@@ -163,14 +171,19 @@ pub fn serve(shared: &Shared, mut client: Client) {
             Ok(HeadRead::Waiting) => return park(shared, &rt, client, started),
             Err(e) => {
                 crate::debug!("client {}: {e}", client.ip);
-                client.answer_error(e.status(), false);
+                let outcome = client.answer_error(e.status(), false);
+                let line = first_line(client.io.data());
+                shared
+                    .log
+                    .write(&log_entry(&client, None, line, &outcome, started));
                 return close(client);
             }
         };
         client.head_started = None;
         client.io.consume(len);
         client.minor = req.minor;
-        let outcome = dispatch(&rt, &mut client, &req);
+        client.head_request = req.method == "HEAD";
+        let outcome = dispatch(&rt, &mut client, &req, !shared.is_stopping());
         crate::debug!(
             "client {}: {} {} -> {} via {}",
             client.ip,
@@ -179,29 +192,69 @@ pub fn serve(shared: &Shared, mut client: Client) {
             outcome.status,
             outcome.upstream.as_deref().unwrap_or("-")
         );
+        let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
+        let entry = log_entry(&client, Some(&req), Some(line), &outcome, started);
         if let Some(backend) = outcome.tunnel {
-            return open_tunnel(shared, &rt, client, backend);
+            return open_tunnel(shared, &rt, client, backend, entry, started);
         }
+        shared.log.write(&entry);
         if !outcome.keep_alive {
             return close(client);
         }
     }
 }
 
+/// The access-log line for one request [L]. `started`: when its head began.
+fn log_entry(
+    client: &Client,
+    req: Option<&RequestHead>,
+    request_line: Option<String>,
+    outcome: &Outcome,
+    started: Instant,
+) -> Entry {
+    let elapsed = started.elapsed();
+    let now = SystemTime::now();
+    Entry {
+        client: client.ip,
+        started: now.checked_sub(elapsed).unwrap_or(now),
+        request_line,
+        status: outcome.status,
+        body_bytes: outcome.body_bytes,
+        referer: req.and_then(|r| r.first("referer")).map(<[u8]>::to_vec),
+        user_agent: req.and_then(|r| r.first("user-agent")).map(<[u8]>::to_vec),
+        elapsed,
+        upstream: outcome.upstream.clone(),
+    }
+}
+
+/// The first line of a head we could not parse, as read, if a whole one came.
+fn first_line(buf: &[u8]) -> Option<String> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
 /// Hands an upgraded connection pair to the tunnel thread, with the bytes each side
-/// sent behind its head [R7].
-fn open_tunnel(shared: &Shared, rt: &Runtime, mut client: Client, backend: BufStream<TcpStream>) {
+/// sent behind its head [R7]. Its log line is written when it closes.
+fn open_tunnel(
+    shared: &Shared,
+    rt: &Runtime,
+    mut client: Client,
+    backend: BufStream<TcpStream>,
+    entry: Entry,
+    started: Instant,
+) {
     let client_early = client.io.data().to_vec();
     client.io.consume(client_early.len());
     client.io.shrink();
-    let backend_early = backend.data().to_vec();
+    let early = (client_early, backend.data().to_vec());
     let idle = rt.timeouts.tunnel_idle();
     shared.tunnels.open(Tunnel::new(
         client,
         backend.stream,
-        client_early,
-        backend_early,
+        early,
         idle,
+        entry,
+        started,
     ));
 }
 
@@ -258,11 +311,18 @@ fn park(shared: &Shared, rt: &Runtime, mut client: Client, started: Instant) {
 }
 
 /// Routes one request and answers it [R1].
-fn dispatch(rt: &Runtime, client: &mut Client, req: &RequestHead) -> Outcome {
-    let keep_alive = match req.minor {
-        1 => !req.has_token("connection", "close"),
-        _ => req.has_token("connection", "keep-alive"),
-    };
+/// `allow_keep_alive` is false while shutting down.
+fn dispatch(
+    rt: &Runtime,
+    client: &mut Client,
+    req: &RequestHead,
+    allow_keep_alive: bool,
+) -> Outcome {
+    let keep_alive = allow_keep_alive
+        && match req.minor {
+            1 => !req.has_token("connection", "close"),
+            _ => req.has_token("connection", "keep-alive"),
+        };
     let body = match request_body_length(req) {
         Ok(body) => body,
         Err(e) => {
@@ -330,14 +390,16 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
                 false => Err(HeadError::Timeout),
             };
         }
-        if client.io.stream.is_tls() {
-            // A TLS read can need several records (the handshake above all): the
-            // head's deadline bounds it.
-            let _ = client
-                .io
-                .stream
-                .tcp()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        // TLS: records that bring no request bytes yet (the handshake) are handled
+        // here, one readable socket at a time, so a client that stalls mid-handshake
+        // is parked like any other instead of holding this worker.
+        if client.io.stream.is_tls() && !client.io.stream.has_buffered() {
+            if !matches!(client.io.stream.pump_tls(), Ok(true)) {
+                return Ok(HeadRead::Closed);
+            }
+            if !client.io.stream.has_buffered() {
+                continue;
+            }
         }
         match client.io.fill_to(rt.max_header_bytes) {
             Ok(0) | Err(_) => return Ok(HeadRead::Closed),

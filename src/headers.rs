@@ -192,7 +192,7 @@ pub fn local_response(
     client_minor: u8,
     head_only: bool,
 ) -> Vec<u8> {
-    let text = format!("{status} {}\n", reason(status));
+    let text = local_body(status);
     let length = text.len().to_string();
     let mut fields = vec![
         ("Content-Type", "text/plain; charset=utf-8"),
@@ -204,6 +204,11 @@ pub fn local_response(
         out.extend_from_slice(text.as_bytes());
     }
     out
+}
+
+/// The text body of a response hawkey makes itself: `404 Not Found` and a newline.
+pub fn local_body(status: u16) -> String {
+    format!("{status} {}\n", reason(status))
 }
 
 /// The head of a response hawkey makes itself: status line, `fields` in order, and

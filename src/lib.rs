@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod access_log;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod server;
+pub mod signals;
 pub mod static_files;
 pub mod stream;
 pub mod sys;

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         println!("config OK");
         return ExitCode::SUCCESS;
     }
-    match hawkey::server::run(config) {
+    match hawkey::server::run(config, &path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hawkey: {e}");

@@ -50,6 +50,11 @@ impl Parker {
         let _ = (&self.wake).write(&[1]);
     }
 
+    /// Wakes the parking thread, to look at `Shared::is_stopping`.
+    pub fn wake(&self) {
+        let _ = (&self.wake).write(&[1]);
+    }
+
     fn take_incoming(&self) -> Vec<(Client, Instant)> {
         std::mem::take(&mut *self.incoming.lock().unwrap_or_else(PoisonError::into_inner))
     }
@@ -95,5 +100,8 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
             }
         }
         parked.extend(shared.parker.take_incoming());
+        if shared.is_stopping() {
+            parked.clear(); // shutting down: idle connections close at once
+        }
     }
 }

@@ -40,6 +40,8 @@ struct Exchange<'a> {
     body_done: bool,
     /// Response bytes have been written to the client: errors can only close now.
     response_started: bool,
+    /// The status of the response head sent, for the access log.
+    status_sent: Option<u16>,
     /// Interim heads (100 Continue) already relayed to the client.
     interim_relayed: bool,
 }
@@ -72,6 +74,7 @@ pub fn forward(
         backend_head: Vec::with_capacity(1024),
         body_done,
         response_started: false,
+        status_sent: None,
         interim_relayed: false,
     };
     let forwarding = Forwarding {
@@ -185,8 +188,10 @@ fn fail(client: &mut Client, x: &Exchange<'_>, err: ProxyError, authority: &Auth
                 ..client.answer_error(status, keep)
             }
         }
+        // Nothing more can be said: the status already sent, or nginx's 499 for a
+        // client that went away before any answer.
         _ => Outcome {
-            status: 0,
+            status: x.status_sent.unwrap_or(499),
             keep_alive: false,
             body_bytes: 0,
             upstream,
@@ -311,6 +316,7 @@ fn attempt(
     client_response_head(&res, framing, keep_alive, x.req.minor, &mut head);
     client.io.put(&head).map_err(ProxyError::ClientGone)?;
     x.response_started = true;
+    x.status_sent = Some(res.status);
     let chunked_out = framing == ClientFraming::Chunked;
     let relayed = relay_body(&mut be.io, &mut client.io, length, chunked_out);
     let body_bytes = relayed.map_err(|e| match e {

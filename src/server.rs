@@ -1,15 +1,21 @@
-//! Start-up and the acceptor [C][E]: bind, say "hawkey listening on", then accept
-//! connections and queue them for the workers, refusing those past `maxConnections`
-//! with a 503. Also the `Runtime`: the parts of the config the data path reads, taken
-//! once per request so a config reload never changes a request halfway through.
+//! Start-up, the acceptor and the end [C][E][L]: bind, say "hawkey listening on", then
+//! poll the listeners and the signal socket: accept connections and queue them for the
+//! workers (a 503 past `maxConnections`), reload the config on SIGHUP, reopen the log
+//! on SIGUSR1, and shut down gracefully on SIGTERM/SIGINT. Also the `Runtime`: the
+//! parts of the config the data path reads, taken once per request so a reload never
+//! changes a request halfway through.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::access_log::{AccessLog, Entry};
+use crate::signals::{Signal, Signals};
+use crate::sys::{self, POLLIN};
 
 use crate::config::{Cidr, Config, Env, Timeouts};
 use crate::conn::{Client, Slot};
@@ -58,14 +64,19 @@ impl Runtime {
     }
 }
 
-/// What the acceptor, the workers and the parking thread share.
+/// What the acceptor, the workers, the parking and the tunnel threads share.
 pub struct Shared {
     pub queue: Queue,
     pub parker: Parker,
     pub tunnels: Tunnels,
+    pub log: AccessLog,
     runtime: Mutex<Arc<Runtime>>, // swapped whole on reload
     /// The TLS config when `pems` is set; fixed for the life of the process.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Set at SIGTERM/SIGINT: answer with `Connection: close`, park nothing.
+    stopping: AtomicBool,
+    /// Workers serving a connection right now.
+    pub busy: AtomicUsize,
 }
 
 impl Shared {
@@ -74,13 +85,27 @@ impl Shared {
         Arc::clone(&self.runtime.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
     pub fn park(&self, client: Client, deadline: Instant) {
+        if self.is_stopping() {
+            return; // closing idle connections at once is part of shutting down
+        }
         self.parker.park(client, deadline);
     }
 }
 
-/// Binds, starts the threads and accepts until the process ends.
-pub fn run(config: Config) -> Result<(), String> {
+/// A listening socket and where its connections go.
+struct Listener {
+    socket: TcpListener,
+    /// For the redirect listener: the TLS listener's address.
+    redirect_to: Option<SocketAddr>,
+}
+
+/// Binds, starts the threads and serves until a signal ends it.
+pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     crate::log::set_debug(config.env == Env::Development);
     let tls = config
         .pems
@@ -88,58 +113,72 @@ pub fn run(config: Config) -> Result<(), String> {
         .map(crate::tls::server_config)
         .transpose()?;
     let max_connections = fit_connections(config.max_connections);
-    let main = bind(SocketAddr::new(config.host.0, config.port))?;
+    let (main, main_addr) = bind(SocketAddr::new(config.host.0, config.port))?;
     let redirect = match config.http_port {
         Some(port) => Some(bind(SocketAddr::new(config.host.0, port))?),
         None => None,
     };
+    let signals = Signals::install().map_err(|e| format!("cannot catch signals: {e}"))?;
+    let log = AccessLog::start(config.access_log.as_deref())?;
 
-    let started = |e: std::io::Error| format!("cannot start: {e}");
+    let started = |e: io::Error| format!("cannot start: {e}");
     let (parker, park_wake) = Parker::new().map_err(started)?;
     let (tunnels, tunnel_wake) = Tunnels::new().map_err(started)?;
-    let runtime = Mutex::new(Arc::new(Runtime::new(&config)));
     let shared = Arc::new(Shared {
         queue: Queue::default(),
         parker,
         tunnels,
-        runtime,
+        log,
+        runtime: Mutex::new(Arc::new(Runtime::new(&config))),
         tls,
+        stopping: AtomicBool::new(false),
+        busy: AtomicUsize::new(0),
     });
     workers::spawn(&shared, config.workers).map_err(started)?;
-    let parking = Arc::clone(&shared);
     let spawn = |name: &str| std::thread::Builder::new().name(name.into());
+    let parking = Arc::clone(&shared);
     spawn("park")
         .spawn(move || park::run(parking, park_wake))
         .map_err(started)?;
     let tunnelling = Arc::clone(&shared);
     spawn("tunnels")
-        .spawn(move || tunnel::run(&tunnelling.tunnels, tunnel_wake))
+        .spawn(move || tunnel::run(&tunnelling, tunnel_wake))
         .map_err(started)?;
 
-    let (main, main_addr) = main;
     let scheme = if shared.tls.is_some() {
         "https"
     } else {
         "http"
     };
     eprintln!("hawkey listening on {scheme}://{main_addr}");
-    let open = Arc::new(AtomicUsize::new(0));
-    if let Some((listener, addr)) = redirect {
+    let mut listeners = vec![Listener {
+        socket: main,
+        redirect_to: None,
+    }];
+    if let Some((socket, addr)) = redirect {
         eprintln!("hawkey listening on http://{addr}");
-        let (shared, open) = (Arc::clone(&shared), Arc::clone(&open));
-        spawn("redirect")
-            .spawn(move || accept(&listener, &shared, &open, max_connections, Some(main_addr)))
-            .map_err(started)?;
+        listeners.push(Listener {
+            socket,
+            redirect_to: Some(main_addr),
+        });
     }
-    accept(&main, &shared, &open, max_connections, None);
-    Ok(())
+    let mut acceptor = Acceptor {
+        shared: &shared,
+        open: Arc::new(AtomicUsize::new(0)),
+        max_connections,
+    };
+    acceptor.serve(&listeners, &signals, config, config_path);
+    drop(listeners); // stop accepting
+    shut_down(&shared, &signals)
 }
 
-/// A listening socket and the address it is bound to; a port in use is an error.
+/// A listening socket, non-blocking, and the address it is bound to; a port in use
+/// is an error.
 fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
-    let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+    let fail = |e: io::Error| format!("cannot listen on {addr}: {e}");
     let listener = TcpListener::bind(addr).map_err(fail)?;
-    crate::sys::set_backlog(listener.as_raw_fd(), 1024);
+    sys::set_backlog(listener.as_raw_fd(), 1024);
+    listener.set_nonblocking(true).map_err(fail)?;
     let bound = listener.local_addr().map_err(fail)?;
     Ok((listener, bound))
 }
@@ -147,7 +186,7 @@ fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
 /// [K]: raise the open-files limit and lower `maxConnections` if it still cannot
 /// hold a backend connection per client connection.
 fn fit_connections(wanted: usize) -> usize {
-    let limit = match crate::sys::raise_open_files_limit() {
+    let limit = match sys::raise_open_files_limit() {
         Ok(limit) => limit,
         Err(e) => {
             crate::warn!("cannot read the open-files limit ({e}); keeping maxConnections {wanted}");
@@ -165,45 +204,174 @@ fn fit_connections(wanted: usize) -> usize {
     fits
 }
 
-/// Accepts until the process ends. Connections of the redirect listener carry the
-/// TLS listener's address, `redirect_to`.
-fn accept(
-    listener: &TcpListener,
-    shared: &Shared,
-    open: &Arc<AtomicUsize>,
+struct Acceptor<'a> {
+    shared: &'a Shared,
+    /// Open client connections; each holds a `Slot` of it.
+    open: Arc<AtomicUsize>,
     max_connections: usize,
-    redirect_to: Option<SocketAddr>,
-) {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of descriptors or memory: wait a moment rather than spin.
-                crate::warn!("accept failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
+}
+
+impl Acceptor<'_> {
+    /// Polls the listeners and the signal socket until SIGTERM or SIGINT.
+    fn serve(
+        &mut self,
+        listeners: &[Listener],
+        signals: &Signals,
+        mut config: Config,
+        path: &Path,
+    ) {
+        let mut fds: Vec<sys::PollFd> = vec![sys::poll_fd(signals.fd(), POLLIN)];
+        fds.extend(
+            listeners
+                .iter()
+                .map(|l| sys::poll_fd(l.socket.as_raw_fd(), POLLIN)),
+        );
+        loop {
+            if let Err(e) = sys::poll(&mut fds, None) {
+                crate::error!("acceptor: poll failed: {e}");
+            }
+            for signal in signals.take() {
+                match signal {
+                    Signal::Stop => return,
+                    Signal::Reopen => self.shared.log.reopen(config.access_log.clone()),
+                    Signal::Reload => reload(self.shared, path, &mut config),
+                }
+            }
+            for (listener, fd) in listeners.iter().zip(&fds[1..]) {
+                if fd.revents != 0 {
+                    self.accept_all(listener);
+                }
+            }
+        }
+    }
+
+    /// Accepts every connection waiting on `listener`.
+    fn accept_all(&mut self, listener: &Listener) {
+        loop {
+            let (stream, peer) = match listener.socket.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // Out of descriptors or memory: wait a moment rather than spin.
+                    crate::warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    return;
+                }
+            };
+            // Accepted sockets inherit nothing from the non-blocking listener on Linux,
+            // but say so: workers expect blocking sockets.
+            let _ = stream.set_nonblocking(false);
+            if self.open.load(Ordering::Relaxed) >= self.max_connections {
+                self.refuse(stream, peer.ip());
                 continue;
             }
-        };
-        if open.load(Ordering::Relaxed) >= max_connections {
-            refuse(stream);
-            continue;
+            self.open.fetch_add(1, Ordering::Relaxed);
+            let slot = Slot(Arc::clone(&self.open));
+            let at = Instant::now();
+            self.shared.queue.push(Job::Accepted {
+                stream,
+                peer,
+                slot,
+                at,
+                redirect_to: listener.redirect_to,
+            });
         }
-        open.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(Arc::clone(open));
-        shared.queue.push(Job::Accepted {
-            stream,
-            peer,
-            slot,
-            at: Instant::now(),
-            redirect_to,
-        });
+    }
+
+    /// [E]: past `maxConnections`, a 503 written at accept without reading the
+    /// request. Non-blocking, so a client that does not read cannot stall the acceptor.
+    fn refuse(&self, stream: TcpStream, ip: IpAddr) {
+        crate::debug!("refusing a connection from {ip}: maxConnections reached");
+        let response = local_response(503, &[], false, 1, false);
+        let _ = stream.set_nonblocking(true);
+        let _ = (&stream).write(&response);
+        let body_bytes = crate::headers::local_body(503).len() as u64;
+        let now = SystemTime::now();
+        let entry = Entry {
+            client: ip,
+            started: now,
+            request_line: None,
+            status: 503,
+            body_bytes,
+            referer: None,
+            user_agent: None,
+            elapsed: Duration::ZERO,
+            upstream: None,
+        };
+        self.shared.log.write(&entry);
     }
 }
 
-/// [E]: past `maxConnections`, a 503 written at accept without reading the request.
-/// Non-blocking, so a client that does not read cannot stall the acceptor.
-fn refuse(stream: TcpStream) {
-    crate::debug!("refusing a connection: maxConnections reached");
-    let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write(&local_response(503, &[], false, 1, false));
+/// SIGHUP [L]: load and check the file again; if it is good, new requests use its
+/// routes, pools and timeouts while requests in flight finish on the old ones (whose
+/// pools close when the last of them ends). A bad file changes nothing.
+fn reload(shared: &Shared, path: &Path, running: &mut Config) {
+    let new = match Config::load(path) {
+        Ok(new) => new,
+        Err(e) => return crate::error!("reload: {e}; still serving with the previous config"),
+    };
+    let pems = |c: &Config| c.pems.as_ref().map(|p| (p.key.clone(), p.cert.clone()));
+    let fixed = [
+        ("host", running.host.0 != new.host.0),
+        ("port", running.port != new.port),
+        ("pems", pems(running) != pems(&new)),
+        ("httpPort", running.http_port != new.http_port),
+        ("workers", running.workers != new.workers),
+        (
+            "maxConnections",
+            running.max_connections != new.max_connections,
+        ),
+    ];
+    for (key, _) in fixed.iter().filter(|(_, changed)| *changed) {
+        crate::warn!(
+            "reload: {key} changed in {}; that takes a restart, the running value stays",
+            path.display()
+        );
+    }
+    crate::log::set_debug(new.env == Env::Development);
+    if new.access_log != running.access_log {
+        shared.log.reopen(new.access_log.clone());
+    }
+    *shared
+        .runtime
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Arc::new(Runtime::new(&new));
+    crate::debug!("reload: {} loaded", path.display());
+    // Keep what cannot change without a restart, so the next comparison is true.
+    let pems = running.pems.take();
+    *running = Config {
+        host: running.host,
+        port: running.port,
+        pems,
+        http_port: running.http_port,
+        workers: running.workers,
+        max_connections: running.max_connections,
+        ..new
+    };
+}
+
+/// SIGTERM/SIGINT [L]: the listeners are closed already; close idle connections at
+/// once, let requests in flight finish within `shutdownMs` (tunnels are closed then),
+/// close the pools, flush the log. A second signal exits at once.
+fn shut_down(shared: &Shared, signals: &Signals) -> Result<(), String> {
+    shared.stopping.store(true, Ordering::SeqCst);
+    shared.parker.wake(); // it sees `stopping` and closes every parked connection
+    let rt = shared.runtime();
+    let deadline = Instant::now() + Duration::from_millis(rt.timeouts.shutdown_ms);
+    let mut fds = [sys::poll_fd(signals.fd(), POLLIN)];
+    let in_flight = || {
+        shared.busy.load(Ordering::SeqCst) + shared.queue.waiting() + shared.tunnels.open_count()
+    };
+    while in_flight() > 0 && Instant::now() < deadline {
+        let _ = sys::poll(&mut fds, Some(Duration::from_millis(20)));
+        if signals.take().contains(&Signal::Stop) {
+            crate::warn!("a second stop signal: exiting without waiting");
+            shared.log.flush();
+            std::process::exit(1);
+        }
+    }
+    shared.tunnels.close_all(Duration::from_millis(500));
+    rt.pools.close_all();
+    shared.log.flush();
+    Ok(())
 }

@@ -40,6 +40,23 @@ impl ClientStream {
         }
     }
 
+    /// TLS: reads what the socket holds (one read: call it when the socket is
+    /// readable, so it does not block), processes it, and writes any answer
+    /// (handshake messages, alerts). False once the peer has closed. Plain: true.
+    /// This moves a handshake along without ever waiting for the client inside it.
+    pub fn pump_tls(&mut self) -> io::Result<bool> {
+        let ClientStream::Tls(s) = self else {
+            return Ok(true);
+        };
+        let n = s.conn.read_tls(&mut s.sock)?;
+        let processed = s.conn.process_new_packets();
+        while s.conn.wants_write() {
+            s.conn.write_tls(&mut s.sock)?;
+        }
+        processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(n > 0)
+    }
+
     /// Whether TLS records wait to be written to the socket.
     pub fn wants_write(&self) -> bool {
         match self {

@@ -1,10 +1,12 @@
 //! The only `unsafe` in hawkey: the system calls std has no safe wrapper for
-//! (poll(2), a non-blocking peek, the open-files limit, the listen backlog).
+//! (poll(2), a non-blocking peek, the open-files limit, the listen backlog, and
+//! catching signals with sigaction(2)).
 //! Each block says why its pointers and lengths are valid.
 #![allow(unsafe_code)] // this module is where the unsafe calls are kept
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
@@ -101,3 +103,48 @@ pub fn wait_either(a: RawFd, b: RawFd, timeout: Duration) -> Option<RawFd> {
         _ => None,
     }
 }
+
+/// The write end of the signal pipe, for the handler; -1 until installed.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+/// One bit per signal number received and not yet taken.
+static PENDING: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only async-signal-safe work here: an atomic OR and a write(2).
+    PENDING.fetch_or(1 << signal, Ordering::SeqCst);
+    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: `byte` lives on this stack frame for the call and the length is 1;
+        // a full pipe just makes the write fail, which is fine (a wake-up is pending).
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// Routes `signals` to a handler that records them and writes a byte to `wake_fd`
+/// (a non-blocking socket whose other end someone polls).
+pub fn catch_signals(signals: &[libc::c_int], wake_fd: RawFd) -> io::Result<()> {
+    SIGNAL_PIPE.store(wake_fd, Ordering::SeqCst);
+    for &signal in signals {
+        // SAFETY: an all-zero sigaction is a valid value to fill in; sa_mask is
+        // initialised by sigemptyset before use.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action.sa_mask` is a valid, writable sigset_t inside `action`.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: `action` is fully initialised and the handler above only does
+        // async-signal-safe work; the old action is not asked for (null).
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The signals received since the last call, as a bit set by signal number.
+pub fn take_signals() -> u64 {
+    PENDING.swap(0, Ordering::SeqCst)
+}
+
+pub use libc::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};

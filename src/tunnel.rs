@@ -11,10 +11,13 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::access_log::Entry;
 use crate::conn::Client;
+use crate::server::Shared;
 use crate::stream::ClientStream;
 use crate::sys::{self, POLLIN, POLLOUT};
 
@@ -41,6 +44,9 @@ pub struct Tunnel {
     last_active: Instant,
     /// Bytes written to the client after the 101 head, for the access log.
     pub to_client: u64,
+    /// The access-log line, finished when the tunnel closes [L].
+    entry: Entry,
+    opened: Instant,
 }
 
 impl Tunnel {
@@ -49,9 +55,10 @@ impl Tunnel {
     pub fn new(
         client: Client,
         backend: TcpStream,
-        client_early: Vec<u8>,
-        backend_early: Vec<u8>,
+        (client_early, backend_early): (Vec<u8>, Vec<u8>),
         idle_limit: Duration,
+        entry: Entry,
+        opened: Instant,
     ) -> Tunnel {
         Tunnel {
             client,
@@ -67,6 +74,8 @@ impl Tunnel {
             idle_limit,
             last_active: Instant::now(),
             to_client: 0,
+            entry,
+            opened,
         }
     }
 
@@ -184,6 +193,8 @@ fn transfer(
 pub struct Tunnels {
     incoming: Mutex<Vec<Tunnel>>, // opened since the thread's last look
     wake: UnixStream,             // a byte here wakes the thread's poll
+    count: AtomicUsize,           // tunnels open, incoming included
+    closing: AtomicBool,          // shutdown: close every tunnel now
 }
 
 impl Tunnels {
@@ -196,6 +207,8 @@ impl Tunnels {
             Tunnels {
                 incoming: Mutex::new(Vec::new()),
                 wake,
+                count: AtomicUsize::new(0),
+                closing: AtomicBool::new(false),
             },
             wake_rx,
         ))
@@ -203,6 +216,7 @@ impl Tunnels {
 
     /// Hands a tunnel to the tunnel thread.
     pub fn open(&self, tunnel: Tunnel) {
+        self.count.fetch_add(1, Ordering::SeqCst);
         // A poisoned lock means a worker panicked mid-push; the list is still valid.
         self.incoming
             .lock()
@@ -211,13 +225,29 @@ impl Tunnels {
         let _ = (&self.wake).write(&[1]);
     }
 
+    pub fn open_count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Shutdown: has the tunnel thread close every tunnel (logging each), waiting at
+    /// most `wait` for it.
+    pub fn close_all(&self, wait: Duration) {
+        self.closing.store(true, Ordering::SeqCst);
+        let _ = (&self.wake).write(&[1]);
+        let deadline = Instant::now() + wait;
+        while self.open_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5)); // the tunnel thread's turn
+        }
+    }
+
     fn take_incoming(&self) -> Vec<Tunnel> {
         std::mem::take(&mut *self.incoming.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
 /// The tunnel thread's loop.
-pub fn run(tunnels: &Tunnels, mut wake_rx: UnixStream) {
+pub fn run(shared: &Shared, mut wake_rx: UnixStream) {
+    let tunnels = &shared.tunnels;
     let mut open: Vec<Tunnel> = Vec::new();
     let mut scratch = vec![0u8; SCRATCH];
     let mut fds = Vec::new();
@@ -254,8 +284,8 @@ pub fn run(tunnels: &Tunnels, mut wake_rx: UnixStream) {
         for i in (0..open.len()).rev() {
             let ready = buffered[i] || fds[1 + 2 * i].revents | fds[2 + 2 * i].revents != 0;
             let alive = !ready || open[i].pump(&mut scratch);
-            if !alive || open[i].deadline() <= now {
-                close(open.swap_remove(i));
+            if !alive || open[i].deadline() <= now || tunnels.closing.load(Ordering::SeqCst) {
+                close(shared, open.swap_remove(i));
             }
         }
         for mut t in tunnels.take_incoming() {
@@ -269,16 +299,21 @@ pub fn run(tunnels: &Tunnels, mut wake_rx: UnixStream) {
             if nonblocking.is_ok() && t.pump(&mut scratch) {
                 open.push(t);
             } else {
-                close(t);
+                close(shared, t);
             }
         }
     }
 }
 
-fn close(tunnel: Tunnel) {
+/// Closes both sockets (by dropping them) and writes the tunnel's access-log line.
+fn close(shared: &Shared, mut tunnel: Tunnel) {
     crate::debug!(
         "tunnel for {} closed after {} bytes to the client",
         tunnel.client.ip,
         tunnel.to_client
     );
+    tunnel.entry.body_bytes = tunnel.to_client;
+    tunnel.entry.elapsed = tunnel.opened.elapsed();
+    shared.log.write(&tunnel.entry);
+    shared.tunnels.count.fetch_sub(1, Ordering::SeqCst);
 }

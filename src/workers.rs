@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -43,6 +44,14 @@ impl Queue {
         self.ready.notify_one();
     }
 
+    /// Jobs waiting for a worker.
+    pub fn waiting(&self) -> usize {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     fn pop(&self) -> Job {
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
@@ -72,6 +81,7 @@ pub fn spawn(shared: &Arc<Shared>, n: usize) -> std::io::Result<()> {
 fn work(shared: &Shared) {
     loop {
         let job = shared.queue.pop();
+        shared.busy.fetch_add(1, Ordering::SeqCst);
         let served = catch_unwind(AssertUnwindSafe(|| match job {
             Job::Accepted {
                 stream,
@@ -95,6 +105,7 @@ fn work(shared: &Shared) {
             }
             Job::Ready(client) => conn::serve(shared, client),
         }));
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
         if served.is_err() {
             crate::error!("a connection's handler panicked; the connection was closed");
         }
