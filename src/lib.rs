@@ -1,16 +1,20 @@
 //! hawkey, a small reverse proxy. The data path, in order:
 //!
-//! 1. `server.rs`: bind, accept, refuse past `maxConnections`, queue the connection.
+//! 1. `server.rs`: poll the listeners and the signal socket; accept, refuse past
+//!    `maxConnections`, queue the connection.
 //! 2. `workers.rs`: a fixed set of threads takes connections off the queue.
-//! 3. `conn.rs`: read a request head (`head.rs`), frame its body (`body.rs`).
-//! 4. `route.rs`: the static prefix, else the first matching `pathRegExp`.
+//! 3. `conn.rs`: read a request head (`head.rs`; TLS through `stream.rs` and
+//!    `tls.rs`), frame its body (`body.rs`).
+//! 4. `route.rs`: the static prefix (`static_files.rs`), else the first matching
+//!    `pathRegExp`.
 //! 5. `proxy.rs`: borrow a backend connection (`upstream.rs`), send the rewritten
 //!    head (`headers.rs`), stream the body (`relay.rs`), relay the response.
-//! 6. `conn.rs` again: keep-alive → the next request, or park the idle connection
-//!    in `park.rs` until it sends more; after a 101, `tunnel.rs` relays raw bytes.
+//! 6. `conn.rs` again: log the request (`access_log.rs`); keep-alive → the next
+//!    request, or park the idle connection in `park.rs` until it sends more; after a
+//!    101, `tunnel.rs` relays raw bytes.
 //!
-//! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`, and
-//! `sys.rs`, the one module with `unsafe` code.
+//! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`,
+//! `signals.rs`, and `sys.rs`, the one module with `unsafe` code.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
