@@ -13,7 +13,7 @@ use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What one line says.
 #[derive(Debug, Clone)]
@@ -66,6 +66,9 @@ fn escape(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// Lines reach the file at most this long after they were written [L].
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 enum Msg {
     Line(String),
@@ -143,14 +146,20 @@ fn write_lines(rx: Receiver<Msg>, mut path: PathBuf, file: File) {
         Err(_) => {}
         Ok(()) => failing = false,
     };
+    let mut next_flush = Instant::now() + FLUSH_EVERY;
     loop {
-        let msg = rx.recv_timeout(Duration::from_secs(1));
+        let msg = rx.recv_timeout(next_flush.saturating_duration_since(Instant::now()));
         match msg {
             Ok(Msg::Line(line)) => {
                 if let Some(w) = &mut out {
                     report(w.write_all(line.as_bytes()), &path);
                 }
-                continue; // a busy log is flushed by the buffer filling or the timer
+                if Instant::now() < next_flush {
+                    continue; // a busy log is flushed by the buffer filling or the clock
+                }
+                if let Some(w) = &mut out {
+                    report(w.flush(), &path);
+                }
             }
             Ok(Msg::Reopen(new_path)) => {
                 if let Some(mut w) = out.take() {
@@ -177,6 +186,7 @@ fn write_lines(rx: Receiver<Msg>, mut path: PathBuf, file: File) {
             }
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        next_flush = Instant::now() + FLUSH_EVERY;
     }
 }
 

@@ -22,6 +22,7 @@ use crate::route::{self, Target};
 use crate::server::{Runtime, Shared};
 use crate::stream::ClientStream;
 use crate::tunnel::Tunnel;
+use crate::workers::Job;
 
 /// How long a worker waits for a keep-alive client's next request before parking it.
 /// Clients that send at once (benchmarks, browsers fetching a page's parts) are
@@ -200,6 +201,14 @@ pub fn serve(shared: &Shared, mut client: Client) {
         shared.log.write(&entry);
         if !outcome.keep_alive {
             return close(client);
+        }
+        // Fairness: while other connections wait for a worker, this one gives its
+        // turn up after each request instead of being served again at once.
+        if shared.queue.waiting() > 0 {
+            if client.io.data().is_empty() && !client.io.stream.has_buffered() {
+                return park(shared, &rt, client, Instant::now());
+            }
+            return shared.queue.push(Job::Ready(client));
         }
     }
 }
