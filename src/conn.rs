@@ -60,6 +60,9 @@ pub struct Client {
     /// Set on the redirect listener: every request is answered with a 301 to the TLS
     /// listener at this address [K].
     pub redirect_to: Option<SocketAddr>,
+    /// The socket is registered with the parking thread's epoll set (from an
+    /// earlier parking), so parking it again only re-arms it.
+    pub watched: bool,
     /// Closing now could drop unread request bytes: read them off before closing so
     /// the client sees our answer instead of a reset.
     pub linger: bool,
@@ -92,6 +95,7 @@ impl Client {
             head_request: false,
             head_started: Some(accepted),
             redirect_to: None,
+            watched: false,
             linger: false,
             _slot: slot,
         }

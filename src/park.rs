@@ -1,107 +1,180 @@
-//! Idle keep-alive client connections wait here, in one thread, instead of each
-//! holding a worker [R8]. The thread polls all parked sockets; a connection whose
-//! next request starts to arrive goes back to the worker queue, one that stays idle
-//! past `keepAliveMs` (or hangs up) is closed.
+//! Idle client connections wait here, in one thread, instead of each holding a worker
+//! [R8]. A worker registers the socket in an epoll set (one system call, no hand-off)
+//! and drops it; the parking thread learns from epoll which ones have their next
+//! request arriving and queues them for the workers, in batches. Connections past
+//! their deadline are closed: `keepAliveMs` between requests, or `headerMs` for a head
+//! that has begun (those go back to a worker for their 408).
 //!
-//! This is the pattern of Apache's event MPM. poll(2) over every parked socket costs
-//! O(n) per wake-up, which stays small next to the request work at the connection
-//! counts hawkey is sized for (`maxConnections`, 10 000 by default).
+//! This is the pattern of Apache's event MPM. Deadlines are checked in a sweep every
+//! `SWEEP` rather than kept in a timer structure: at the connection counts hawkey is
+//! sized for, scanning the table a few times a second costs less than keeping it sorted.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::conn::Client;
 use crate::server::Shared;
-use crate::sys::{self, POLLERR, POLLHUP, POLLIN, POLLNVAL};
+use crate::sys::{Epoll, EpollEvent};
 use crate::workers::Job;
 
-/// The hand-over point between workers and the parking thread.
+/// How often deadlines are checked; a connection closes at most this late.
+const SWEEP: Duration = Duration::from_millis(50);
+/// The token of the wake-up socket (no connection has it: slot indexes are 32 bits).
+const WAKE: u64 = u64::MAX;
+
+/// Parked things (connections) by token, each with its deadline: a slot index in the
+/// low 32 bits and the slot's generation in the high ones, so an event for a
+/// connection that is gone matches nothing.
+struct Table<T> {
+    slots: Vec<(u32, Option<(T, Instant)>)>, // (generation, entry and deadline)
+    free: Vec<u32>,                          // empty slot indexes
+}
+
+impl<T> Table<T> {
+    fn new() -> Self {
+        Table { slots: Vec::new(), free: Vec::new() }
+    }
+
+    fn insert(&mut self, item: T, deadline: Instant) -> u64 {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push((0, None));
+            (self.slots.len() - 1) as u32
+        });
+        let slot = &mut self.slots[index as usize];
+        slot.0 = slot.0.wrapping_add(1);
+        slot.1 = Some((item, deadline));
+        u64::from(slot.0) << 32 | u64::from(index)
+    }
+
+    fn remove(&mut self, token: u64) -> Option<T> {
+        let index = (token & u64::from(u32::MAX)) as u32;
+        let slot = self.slots.get_mut(index as usize)?;
+        if u64::from(slot.0) != token >> 32 {
+            return None;
+        }
+        let (item, _) = slot.1.take()?;
+        self.free.push(index);
+        Some(item)
+    }
+
+    /// Takes out every entry whose deadline is at or before `now` (all with `None`).
+    fn expire(&mut self, now: Option<Instant>) -> Vec<T> {
+        let mut out = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if slot.1.as_ref().is_some_and(|(_, deadline)| now.is_none_or(|now| *deadline <= now)) {
+                out.extend(slot.1.take().map(|(item, _)| item));
+                self.free.push(index as u32);
+            }
+        }
+        out
+    }
+}
+
+/// Where workers park connections.
 pub struct Parker {
-    incoming: Mutex<Vec<(Client, Instant)>>, // parked since the thread's last look
-    wake: UnixStream,                        // a byte here wakes the thread's poll
+    epoll: Epoll,
+    table: Mutex<Table<Client>>,
+    wake: UnixStream, // a byte here wakes the thread (shutdown)
 }
 
 impl Parker {
     /// The parker, and the other end of its wake-up socket for `run`.
     pub fn new() -> std::io::Result<(Parker, UnixStream)> {
         let (wake, wake_rx) = UnixStream::pair()?;
-        wake.set_nonblocking(true)?; // a full wake socket means a wake-up is pending already
+        wake.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        Ok((
-            Parker {
-                incoming: Mutex::new(Vec::new()),
-                wake,
-            },
-            wake_rx,
-        ))
+        let epoll = Epoll::new()?;
+        epoll.watch_once(wake_rx.as_raw_fd(), WAKE, false)?;
+        let table = Mutex::new(Table::new());
+        Ok((Parker { epoll, table, wake }, wake_rx))
     }
 
-    /// Parks `client` until its next request starts or `deadline` passes.
-    pub fn park(&self, client: Client, deadline: Instant) {
-        // A poisoned lock only means another worker panicked while pushing; the list
-        // is still a valid list.
-        self.incoming
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((client, deadline));
-        let _ = (&self.wake).write(&[1]);
+    /// A poisoned lock only means a thread panicked between two statements that each
+    /// leave the table valid.
+    fn table(&self) -> MutexGuard<'_, Table<Client>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks `client` until its next bytes arrive or `deadline` passes.
+    pub fn park(&self, mut client: Client, deadline: Instant) {
+        let fd = client.io.stream.tcp().as_raw_fd();
+        let rearm = std::mem::replace(&mut client.watched, true);
+        let mut table = self.table();
+        let token = table.insert(client, deadline);
+        // Registered while the table is locked, so the sweep cannot close the
+        // connection before its event is set up.
+        if let Err(e) = self.epoll.watch_once(fd, token, rearm) {
+            crate::warn!("parking a connection failed: {e}");
+            drop(table.remove(token)); // closed
+        }
     }
 
     /// Wakes the parking thread, to look at `Shared::is_stopping`.
     pub fn wake(&self) {
         let _ = (&self.wake).write(&[1]);
     }
-
-    fn take_incoming(&self) -> Vec<(Client, Instant)> {
-        std::mem::take(&mut *self.incoming.lock().unwrap_or_else(PoisonError::into_inner))
-    }
 }
 
 /// The parking thread's loop.
 pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
-    let mut parked: Vec<(Client, Instant)> = Vec::new();
-    let mut fds = Vec::new();
+    let parker = &shared.parker;
+    let mut events: Vec<EpollEvent> = Vec::with_capacity(256);
+    let mut next_sweep = Instant::now() + SWEEP;
     loop {
-        fds.clear();
-        fds.push(sys::poll_fd(wake_rx.as_raw_fd(), POLLIN));
-        fds.extend(
-            parked
-                .iter()
-                .map(|(c, _)| sys::poll_fd(c.io.stream.tcp().as_raw_fd(), POLLIN)),
-        );
-        let now = Instant::now();
-        let timeout = parked
-            .iter()
-            .map(|(_, deadline)| deadline.saturating_duration_since(now))
-            .min();
-        if let Err(e) = sys::poll(&mut fds, timeout) {
-            crate::error!("parking: poll failed: {e}");
+        let timeout = next_sweep.saturating_duration_since(Instant::now());
+        if let Err(e) = parker.epoll.wait(&mut events, Some(timeout)) {
+            crate::error!("parking: epoll_wait failed: {e}");
         }
-        if fds[0].revents != 0 {
-            let mut drain = [0u8; 256];
-            while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
-        }
-        let now = Instant::now();
-        // Backwards, so that swap_remove only moves entries already looked at.
-        for i in (0..parked.len()).rev() {
-            let revents = fds[i + 1].revents;
-            let (client, deadline) = &parked[i];
-            // A head cut short by its deadline goes back to a worker for its 408.
-            let late_head = *deadline <= now && !client.io.data().is_empty();
-            if revents & POLLIN != 0 || late_head {
-                let (client, _) = parked.swap_remove(i);
+        for event in &events {
+            let token = event.u64;
+            if token == WAKE {
+                let mut drain = [0u8; 64];
+                while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
+                let _ = parker.epoll.watch_once(wake_rx.as_raw_fd(), WAKE, true);
+                continue;
+            }
+            let client = parker.table().remove(token); // lock released here
+            if let Some(client) = client {
                 shared.queue.push(Job::Ready(client));
-            } else if revents & (POLLHUP | POLLERR | POLLNVAL) != 0 || *deadline <= now {
-                let (client, _) = parked.swap_remove(i);
-                crate::debug!("client {}: idle connection closed", client.ip);
             }
         }
-        parked.extend(shared.parker.take_incoming());
         if shared.is_stopping() {
-            parked.clear(); // shutting down: idle connections close at once
+            drop(parker.table().expire(None)); // shutting down: idle connections close at once
         }
+        let now = Instant::now();
+        if now >= next_sweep {
+            next_sweep = now + SWEEP;
+            let expired = parker.table().expire(Some(now)); // closed outside the lock
+            for client in expired {
+                if client.io.data().is_empty() {
+                    crate::debug!("client {}: idle connection closed", client.ip);
+                } else {
+                    // A head cut short by its deadline goes back to a worker for its 408.
+                    shared.queue.push(Job::Ready(client));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_tokens_match_nothing() {
+        let mut table = Table::new();
+        let (a, b) = (Instant::now(), Instant::now() + Duration::from_secs(1));
+        let t1 = table.insert("first", a);
+        assert_eq!(table.remove(t1), Some("first"));
+        let t2 = table.insert("second", b); // the same slot, a new generation
+        assert_eq!(t1 & 0xffff_ffff, t2 & 0xffff_ffff);
+        assert_eq!(table.remove(t1), None);
+        assert!(table.expire(Some(a)).is_empty());
+        assert_eq!(table.expire(Some(b)), vec!["second"]);
+        assert_eq!(table.remove(t2), None);
     }
 }

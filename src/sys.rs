@@ -148,3 +148,50 @@ pub fn take_signals() -> u64 {
 }
 
 pub use libc::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+/// An epoll(7) instance: the parking thread's wait set.
+pub struct Epoll(std::os::fd::OwnedFd);
+
+/// One readiness event: the token given at registration, and what happened.
+pub type EpollEvent = libc::epoll_event;
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: no pointers; the returned descriptor is checked before it is owned.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        Ok(Epoll(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for one readable (or hung-up) event, reported with `token`;
+    /// `rearm` for a descriptor registered before, whose one-shot event has fired.
+    pub fn watch_once(&self, fd: RawFd, token: u64, rearm: bool) -> io::Result<()> {
+        let op = if rearm { libc::EPOLL_CTL_MOD } else { libc::EPOLL_CTL_ADD };
+        let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
+        let mut event = libc::epoll_event { events: flags as u32, u64: token };
+        // SAFETY: `event` is a valid epoll_event on our stack, read by the kernel only.
+        let rc = unsafe { libc::epoll_ctl(std::os::fd::AsRawFd::as_raw_fd(&self.0), op, fd, &mut event) };
+        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+
+    /// Waits for events into `events` (its capacity is the most taken at once);
+    /// `None` waits without limit. An interrupted wait returns no events.
+    pub fn wait(&self, events: &mut Vec<EpollEvent>, timeout: Option<Duration>) -> io::Result<()> {
+        events.clear();
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+        let max = events.capacity().min(i32::MAX as usize) as i32;
+        // SAFETY: the kernel writes at most `max` events into the vector's spare
+        // capacity, and we set the length to the count it reports, no more.
+        let n = unsafe { libc::epoll_wait(std::os::fd::AsRawFd::as_raw_fd(&self.0), events.as_mut_ptr(), max, ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
+        }
+        // SAFETY: the first `n` entries were written by epoll_wait just now.
+        unsafe { events.set_len(n as usize) };
+        Ok(())
+    }
+}
