@@ -17,6 +17,7 @@ use crate::body::{BodyLength, request_body_length};
 use crate::error::HeadError;
 use crate::head::{Fields, RequestHead, parse_request};
 use crate::headers::local_response;
+use crate::proxy::{Forwarded, Pending};
 use crate::relay::{BufStream, discard_body};
 use crate::route::{self, Target};
 use crate::server::{Runtime, Shared};
@@ -60,9 +61,6 @@ pub struct Client {
     /// Set on the redirect listener: every request is answered with a 301 to the TLS
     /// listener at this address [K].
     pub redirect_to: Option<SocketAddr>,
-    /// The socket is registered with the parking thread's epoll set (from an
-    /// earlier parking), so parking it again only re-arms it.
-    pub watched: bool,
     /// Closing now could drop unread request bytes: read them off before closing so
     /// the client sees our answer instead of a reset.
     pub linger: bool,
@@ -95,7 +93,6 @@ impl Client {
             head_request: false,
             head_started: Some(accepted),
             redirect_to: None,
-            watched: false,
             linger: false,
             _slot: slot,
         }
@@ -164,7 +161,8 @@ impl Client {
     }
 }
 
-/// Serves `client` until it closes, times out, or is parked.
+/// Serves `client` until it closes, times out, or waits (parked, or its request at
+/// a backend).
 pub fn serve(shared: &Shared, mut client: Client) {
     loop {
         let rt = shared.runtime();
@@ -188,33 +186,92 @@ pub fn serve(shared: &Shared, mut client: Client) {
         client.io.consume(len);
         client.minor = req.minor;
         client.head_request = req.method == "HEAD";
-        let outcome = dispatch(&rt, &mut client, &req, !shared.is_stopping());
-        crate::debug!(
-            "client {}: {} {} -> {} via {}",
-            client.ip,
-            req.method,
-            req.target,
-            outcome.status,
-            outcome.upstream.as_deref().unwrap_or("-")
-        );
-        let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
-        let entry = log_entry(&client, Some(&req), Some(line), &outcome, started);
-        if let Some(backend) = outcome.tunnel {
-            return open_tunnel(shared, &rt, client, backend, entry, started);
-        }
-        shared.log.write(&entry);
-        if !outcome.keep_alive {
-            return close(client);
-        }
-        // Fairness: while other connections wait for a worker, this one gives its
-        // turn up after each request instead of being served again at once.
-        if shared.queue.waiting() > 0 {
-            if client.io.data().is_empty() && !client.io.stream.has_buffered() {
-                return park(shared, &rt, client, Instant::now());
+        let outcome = match dispatch(&rt, &mut client, &req, !shared.is_stopping()) {
+            Forwarded::Done(outcome) => outcome,
+            Forwarded::Waiting(pending) => {
+                let waiting = Waiting {
+                    client,
+                    req,
+                    pending,
+                    started,
+                    rt,
+                };
+                return shared.parker.park_exchange(Box::new(waiting));
             }
-            return shared.queue.push(Job::Ready(client));
+        };
+        match after_request(shared, &rt, client, &req, outcome, started) {
+            Some(next) => client = next,
+            None => return,
         }
     }
+}
+
+/// A request sent to a backend that has not answered yet, with its connection.
+pub struct Waiting {
+    pub client: Client,
+    req: RequestHead,
+    pub pending: Box<Pending>,
+    started: Instant,
+    /// The config the request started with; it finishes on it.
+    rt: Arc<Runtime>,
+}
+
+/// Picks up an exchange whose backend answered (or stayed silent until its deadline,
+/// `timed_out`), then goes on serving the connection.
+pub fn resume(shared: &Shared, waiting: Box<Waiting>, timed_out: bool) {
+    let Waiting {
+        mut client,
+        req,
+        pending,
+        started,
+        rt,
+    } = *waiting;
+    let outcome = crate::proxy::resume(&rt, &mut client, &req, *pending, timed_out);
+    if let Some(client) = after_request(shared, &rt, client, &req, outcome, started) {
+        serve(shared, client);
+    }
+}
+
+/// Logs a finished request and decides what the connection does next: `Some` when
+/// this worker should read its next request now.
+fn after_request(
+    shared: &Shared,
+    rt: &Runtime,
+    mut client: Client,
+    req: &RequestHead,
+    outcome: Outcome,
+    started: Instant,
+) -> Option<Client> {
+    crate::debug!(
+        "client {}: {} {} -> {} via {}",
+        client.ip,
+        req.method,
+        req.target,
+        outcome.status,
+        outcome.upstream.as_deref().unwrap_or("-")
+    );
+    let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
+    let entry = log_entry(&client, Some(req), Some(line), &outcome, started);
+    if let Some(backend) = outcome.tunnel {
+        open_tunnel(shared, rt, client, backend, entry, started);
+        return None;
+    }
+    shared.log.write(&entry);
+    if !outcome.keep_alive {
+        close(client);
+        return None;
+    }
+    // Fairness: while other connections wait for a worker, this one gives its turn
+    // up after each request instead of being served again at once.
+    if shared.queue.waiting() > 0 {
+        if client.io.data().is_empty() && !client.io.stream.has_buffered() {
+            park(shared, rt, client, Instant::now());
+        } else {
+            shared.queue.push(Job::Ready(client));
+        }
+        return None;
+    }
+    Some(client)
 }
 
 /// The access-log line for one request [L]. `started`: when its head began.
@@ -330,7 +387,7 @@ fn dispatch(
     client: &mut Client,
     req: &RequestHead,
     allow_keep_alive: bool,
-) -> Outcome {
+) -> Forwarded {
     let keep_alive = allow_keep_alive
         && match req.minor {
             1 => !req.has_token("connection", "close"),
@@ -340,24 +397,28 @@ fn dispatch(
         Ok(body) => body,
         Err(e) => {
             crate::debug!("client {}: {e}", client.ip);
-            return client.answer_error(e.status(), false);
+            return Forwarded::Done(client.answer_error(e.status(), false));
         }
     };
-    if let Some(tls_addr) = client.redirect_to {
+    let outcome = if let Some(tls_addr) = client.redirect_to {
         let location = https_location(req, tls_addr);
-        return client.answer_local(rt, req, body, 301, &[("Location", &location)], keep_alive);
-    }
-    match route::choose(rt.static_prefix.as_deref(), &rt.routes, &req.target) {
-        Target::Proxy(i) => crate::proxy::forward(rt, &rt.routes[i], client, req, body, keep_alive),
-        Target::Static(_) if req.method != "GET" && req.method != "HEAD" => {
-            client.answer_local(rt, req, body, 405, &[("Allow", "GET, HEAD")], keep_alive)
+        client.answer_local(rt, req, body, 301, &[("Location", &location)], keep_alive)
+    } else {
+        match route::choose(rt.static_prefix.as_deref(), &rt.routes, &req.target) {
+            Target::Proxy(i) => {
+                return crate::proxy::forward(rt, &rt.routes[i], client, req, body, keep_alive);
+            }
+            Target::Static(_) if req.method != "GET" && req.method != "HEAD" => {
+                client.answer_local(rt, req, body, 405, &[("Allow", "GET, HEAD")], keep_alive)
+            }
+            Target::Static(rest) => {
+                let keep_alive = client.drain_body(rt, req, body) && keep_alive;
+                crate::static_files::serve(rt.static_root.as_deref(), client, req, rest, keep_alive)
+            }
+            Target::NoRoute => client.answer_local(rt, req, body, 404, &[], keep_alive),
         }
-        Target::Static(rest) => {
-            let keep_alive = client.drain_body(rt, req, body) && keep_alive;
-            crate::static_files::serve(rt.static_root.as_deref(), client, req, rest, keep_alive)
-        }
-        Target::NoRoute => client.answer_local(rt, req, body, 404, &[], keep_alive),
-    }
+    };
+    Forwarded::Done(outcome)
 }
 
 /// What `read_head` found.

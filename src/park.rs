@@ -1,21 +1,24 @@
-//! Idle client connections wait here, in one thread, instead of each holding a worker
-//! [R8]. A worker registers the socket in an epoll set (one system call, no hand-off)
-//! and drops it; the parking thread learns from epoll which ones have their next
-//! request arriving and queues them for the workers, in batches. Connections past
-//! their deadline are closed: `keepAliveMs` between requests, or `headerMs` for a head
-//! that has begun (those go back to a worker for their 408).
+//! Whatever waits on a socket waits here, in one thread, instead of holding a worker
+//! [R8]: idle client connections until their next request arrives, and requests sent
+//! to a backend until its answer arrives. A worker registers the socket in an epoll
+//! set (one system call, no hand-off) and moves on; the parking thread learns from
+//! epoll which are ready and queues them for the workers, in batches. At its deadline
+//! a client connection is closed (`keepAliveMs` between requests) or, with part of a
+//! head, goes back to a worker for its 408 (`headerMs`); a request whose backend said
+//! nothing within `upstreamMs` goes back for its 504.
 //!
 //! This is the pattern of Apache's event MPM. Deadlines are checked in a sweep every
 //! `SWEEP` rather than kept in a timer structure: at the connection counts hawkey is
 //! sized for, scanning the table a few times a second costs less than keeping it sorted.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::conn::Client;
+use crate::conn::{Client, Waiting};
 use crate::server::Shared;
 use crate::sys::{Epoll, EpollEvent};
 use crate::workers::Job;
@@ -35,7 +38,10 @@ struct Table<T> {
 
 impl<T> Table<T> {
     fn new() -> Self {
-        Table { slots: Vec::new(), free: Vec::new() }
+        Table {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
     }
 
     fn insert(&mut self, item: T, deadline: Instant) -> u64 {
@@ -60,11 +66,15 @@ impl<T> Table<T> {
         Some(item)
     }
 
-    /// Takes out every entry whose deadline is at or before `now` (all with `None`).
-    fn expire(&mut self, now: Option<Instant>) -> Vec<T> {
+    /// Takes out every entry for which `pick(item, deadline)` holds.
+    fn take_where(&mut self, mut pick: impl FnMut(&T, Instant) -> bool) -> Vec<T> {
         let mut out = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
-            if slot.1.as_ref().is_some_and(|(_, deadline)| now.is_none_or(|now| *deadline <= now)) {
+            if slot
+                .1
+                .as_ref()
+                .is_some_and(|(item, deadline)| pick(item, *deadline))
+            {
                 out.extend(slot.1.take().map(|(item, _)| item));
                 self.free.push(index as u32);
             }
@@ -73,11 +83,21 @@ impl<T> Table<T> {
     }
 }
 
+/// What waits in the parking thread.
+enum Parked {
+    /// A client connection, for its next bytes.
+    Client(Client),
+    /// A request, for its backend's answer.
+    Exchange(Box<Waiting>),
+}
+
 /// Where workers park connections.
 pub struct Parker {
     epoll: Epoll,
-    table: Mutex<Table<Client>>,
+    table: Mutex<Table<Parked>>,
     wake: UnixStream, // a byte here wakes the thread (shutdown)
+    /// Requests waiting for a backend: in flight, for a graceful shutdown.
+    exchanges: AtomicUsize,
 }
 
 impl Parker {
@@ -87,34 +107,78 @@ impl Parker {
         wake.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let epoll = Epoll::new()?;
-        epoll.watch_once(wake_rx.as_raw_fd(), WAKE, false)?;
+        epoll.watch_once(wake_rx.as_raw_fd(), WAKE)?;
         let table = Mutex::new(Table::new());
-        Ok((Parker { epoll, table, wake }, wake_rx))
+        Ok((
+            Parker {
+                epoll,
+                table,
+                wake,
+                exchanges: AtomicUsize::new(0),
+            },
+            wake_rx,
+        ))
     }
 
     /// A poisoned lock only means a thread panicked between two statements that each
     /// leave the table valid.
-    fn table(&self) -> MutexGuard<'_, Table<Client>> {
+    fn table(&self) -> MutexGuard<'_, Table<Parked>> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Parks `client` until its next bytes arrive or `deadline` passes.
-    pub fn park(&self, mut client: Client, deadline: Instant) {
+    pub fn park(&self, client: Client, deadline: Instant) {
         let fd = client.io.stream.tcp().as_raw_fd();
-        let rearm = std::mem::replace(&mut client.watched, true);
+        self.watch(fd, Parked::Client(client), deadline);
+    }
+
+    /// Parks a request until its backend answers or `upstreamMs` passes.
+    pub fn park_exchange(&self, waiting: Box<Waiting>) {
+        self.exchanges.fetch_add(1, Ordering::SeqCst);
+        let (fd, deadline) = (waiting.pending.backend_fd(), waiting.pending.deadline);
+        self.watch(fd, Parked::Exchange(waiting), deadline);
+    }
+
+    fn watch(&self, fd: RawFd, parked: Parked, deadline: Instant) {
         let mut table = self.table();
-        let token = table.insert(client, deadline);
-        // Registered while the table is locked, so the sweep cannot close the
-        // connection before its event is set up.
-        if let Err(e) = self.epoll.watch_once(fd, token, rearm) {
-            crate::warn!("parking a connection failed: {e}");
-            drop(table.remove(token)); // closed
+        let token = table.insert(parked, deadline);
+        // Registered while the table is locked, so the sweep cannot take the entry
+        // before its event is set up.
+        if let Err(e) = self.epoll.watch_once(fd, token) {
+            crate::error!("parking a connection failed: {e}");
+            let failed = table.remove(token);
+            drop(table);
+            // Dropped, which closes the connection (and counts an exchange out).
+            drop(failed.and_then(|parked| self.wake_up(parked, true)));
         }
+    }
+
+    pub fn exchanges(&self) -> usize {
+        self.exchanges.load(Ordering::SeqCst)
     }
 
     /// Wakes the parking thread, to look at `Shared::is_stopping`.
     pub fn wake(&self) {
         let _ = (&self.wake).write(&[1]);
+    }
+
+    /// What a parked thing turns into when its socket is ready or its time is up
+    /// (`late`): a job, or (an idle connection past its deadline) nothing.
+    fn wake_up(&self, parked: Parked, late: bool) -> Option<Job> {
+        match parked {
+            Parked::Exchange(waiting) => {
+                self.exchanges.fetch_sub(1, Ordering::SeqCst);
+                Some(Job::Resume(waiting, late))
+            }
+            // A head cut short by its deadline goes back to a worker for its 408.
+            Parked::Client(client) if !late || !client.io.data().is_empty() => {
+                Some(Job::Ready(client))
+            }
+            Parked::Client(client) => {
+                crate::debug!("client {}: idle connection closed", client.ip);
+                None
+            }
+        }
     }
 }
 
@@ -133,28 +197,27 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
             if token == WAKE {
                 let mut drain = [0u8; 64];
                 while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
-                let _ = parker.epoll.watch_once(wake_rx.as_raw_fd(), WAKE, true);
+                let _ = parker.epoll.watch_once(wake_rx.as_raw_fd(), WAKE);
                 continue;
             }
-            let client = parker.table().remove(token); // lock released here
-            if let Some(client) = client {
-                shared.queue.push(Job::Ready(client));
+            let parked = parker.table().remove(token); // lock released here
+            if let Some(job) = parked.and_then(|p| parker.wake_up(p, false)) {
+                shared.queue.push(job);
             }
         }
         if shared.is_stopping() {
-            drop(parker.table().expire(None)); // shutting down: idle connections close at once
+            // Shutting down: idle connections close at once; requests in flight stay.
+            let idle = parker
+                .table()
+                .take_where(|p, _| matches!(p, Parked::Client(_)));
+            drop(idle);
         }
         let now = Instant::now();
         if now >= next_sweep {
             next_sweep = now + SWEEP;
-            let expired = parker.table().expire(Some(now)); // closed outside the lock
-            for client in expired {
-                if client.io.data().is_empty() {
-                    crate::debug!("client {}: idle connection closed", client.ip);
-                } else {
-                    // A head cut short by its deadline goes back to a worker for its 408.
-                    shared.queue.push(Job::Ready(client));
-                }
+            let expired = parker.table().take_where(|_, deadline| deadline <= now);
+            for job in expired.into_iter().filter_map(|p| parker.wake_up(p, true)) {
+                shared.queue.push(job);
             }
         }
     }
@@ -173,8 +236,8 @@ mod tests {
         let t2 = table.insert("second", b); // the same slot, a new generation
         assert_eq!(t1 & 0xffff_ffff, t2 & 0xffff_ffff);
         assert_eq!(table.remove(t1), None);
-        assert!(table.expire(Some(a)).is_empty());
-        assert_eq!(table.expire(Some(b)), vec!["second"]);
+        assert!(table.take_where(|_, d| d <= a).is_empty());
+        assert_eq!(table.take_where(|_, d| d <= b), vec!["second"]);
         assert_eq!(table.remove(t2), None);
     }
 }

@@ -7,6 +7,10 @@
 //! `Expect: 100-continue`, where the backend may answer first). A route's authorities
 //! are tried in turn, moving on when one cannot be connected to [R6]. A 101 to an
 //! upgrade hands both connections to `tunnel.rs` [R7].
+//!
+//! While the backend thinks, no worker waits: once the request is sent, `forward`
+//! returns a `Pending` exchange that the parking thread watches on the backend
+//! socket, and `resume` picks it up when the answer starts to arrive.
 
 use std::io;
 use std::net::TcpStream;
@@ -24,10 +28,14 @@ use crate::route::Route;
 use crate::server::Runtime;
 use crate::upstream::{Authority, keep_alive_hint};
 
-/// The request being forwarded and what we know about it.
-struct Exchange<'a> {
-    req: &'a RequestHead,
+/// The request being forwarded and what we know about it (the request itself is
+/// passed alongside, since a `Pending` exchange outlives the worker's borrow).
+struct Exchange {
     body: BodyLength,
+    /// The client's HTTP minor version.
+    minor: u8,
+    /// A HEAD request: the response has no body.
+    head_request: bool,
     /// The client wants its connection kept after this exchange.
     keep_alive: bool,
     /// The client asks for a protocol upgrade [R7].
@@ -46,7 +54,32 @@ struct Exchange<'a> {
     interim_relayed: bool,
 }
 
-/// Forwards `req` to a backend of `route` and relays the answer to `client`.
+/// What `forward` did.
+pub enum Forwarded {
+    /// The exchange is over.
+    Done(Outcome),
+    /// The request is sent and the backend has not answered yet: call `resume` when
+    /// `backend_fd` is readable, or at `deadline` (`upstreamMs`).
+    Waiting(Box<Pending>),
+}
+
+/// An exchange waiting for its backend's answer.
+pub struct Pending {
+    x: Exchange,
+    be: Backend,
+    /// This attempt is the retry already.
+    fresh: bool,
+    pub deadline: Instant,
+}
+
+impl Pending {
+    pub fn backend_fd(&self) -> std::os::fd::RawFd {
+        self.be.io.stream.as_raw_fd()
+    }
+}
+
+/// Forwards `req` to a backend of `route` and relays the answer to `client`, or
+/// leaves the exchange waiting for the backend.
 pub fn forward(
     rt: &Runtime,
     route: &Route,
@@ -54,15 +87,17 @@ pub fn forward(
     req: &RequestHead,
     body: BodyLength,
     keep_alive: bool,
-) -> Outcome {
+) -> Forwarded {
     let http10_backend = route.http_version == HttpVersion::Http10;
     if http10_backend && body == BodyLength::Chunked {
-        return client.answer_error(411, false); // an HTTP/1.0 backend cannot read chunked
+        // An HTTP/1.0 backend cannot read chunked.
+        return Forwarded::Done(client.answer_error(411, false));
     }
     let body_done = matches!(body, BodyLength::Empty | BodyLength::Exact(0));
     let mut x = Exchange {
-        req,
         body,
+        minor: req.minor,
+        head_request: req.method == "HEAD",
         keep_alive,
         upgrade: asks_upgrade(req),
         // [R5]: only a request that can be sent again unchanged is retried.
@@ -101,8 +136,17 @@ pub fn forward(
             ..forwarding
         };
         backend_request_head(req, &forwarding, &mut x.backend_head);
-        match try_authority(rt, authority, client, &mut x) {
-            Ok(outcome) => return outcome,
+        match try_authority(rt, authority, client, req, &mut x, false) {
+            Ok(Sent::Done(outcome)) => return Forwarded::Done(outcome),
+            Ok(Sent::Waiting(be)) => {
+                let deadline = Instant::now() + rt.timeouts.upstream();
+                return Forwarded::Waiting(Box::new(Pending {
+                    x,
+                    be,
+                    fresh: false,
+                    deadline,
+                }));
+            }
             Err(
                 err @ ProxyError::Backend {
                     fault: BackendFault::Connect(_),
@@ -113,7 +157,7 @@ pub fn forward(
                 rt.pools.get(authority).mark_down(Instant::now());
                 refused.push((authority, err));
             }
-            Err(err) => return fail(client, &x, err, authority),
+            Err(err) => return Forwarded::Done(fail(client, req, &x, err, authority)),
         }
     }
     let tried: Vec<&str> = refused.iter().map(|(a, _)| a.text.as_str()).collect();
@@ -125,7 +169,39 @@ pub fn forward(
     );
     // A route has at least one authority (config), so at least one was refused here.
     let (authority, err) = refused.pop().expect("at least one authority was tried");
-    fail(client, &x, err, authority)
+    Forwarded::Done(fail(client, req, &x, err, authority))
+}
+
+/// Finishes an exchange `forward` left waiting: reads the answer and relays it.
+/// `timed_out`: the backend said nothing within `upstreamMs`.
+pub fn resume(
+    rt: &Runtime,
+    client: &mut Client,
+    req: &RequestHead,
+    pending: Pending,
+    timed_out: bool,
+) -> Outcome {
+    let Pending {
+        mut x, be, fresh, ..
+    } = pending;
+    let authority = be.authority.clone();
+    let result = match timed_out {
+        true => Err(be.fault(BackendFault::Timeout, false)),
+        false => receive(rt, client, &mut x, be, None),
+    };
+    let result = match result {
+        Err(e) if may_retry(&e, &x, fresh) => {
+            crate::debug!(
+                "backend {authority}: reused connection failed before answering; retrying on a fresh one"
+            );
+            try_authority(rt, &authority, client, req, &mut x, true).map(|sent| match sent {
+                Sent::Done(outcome) => outcome,
+                Sent::Waiting(_) => unreachable!("a retry is finished synchronously"),
+            })
+        }
+        result => result,
+    };
+    result.unwrap_or_else(|err| fail(client, req, &x, err, &authority))
 }
 
 /// [R7]: an upgrade is asked by an HTTP/1.1 request whose `Connection` holds the token
@@ -140,44 +216,67 @@ fn asks_upgrade(req: &RequestHead) -> bool {
             .any(|p| p.eq_ignore_ascii_case(b"h2c"))
 }
 
+/// What `try_authority` got to.
+enum Sent {
+    Done(Outcome),
+    /// Sent; waiting for the backend's first byte.
+    Waiting(Backend),
+}
+
 /// Forwards to one authority, retrying once on a fresh connection when a reused one
-/// failed before any response byte and the request can be sent again [R5].
+/// failed before any response byte and the request can be sent again [R5]. `fresh`:
+/// start with a new connection, and finish here (this is the retry).
 fn try_authority(
     rt: &Runtime,
     authority: &Authority,
     client: &mut Client,
-    x: &mut Exchange<'_>,
-) -> Result<Outcome, ProxyError> {
-    let mut fresh = false;
+    req: &RequestHead,
+    x: &mut Exchange,
+    mut fresh: bool,
+) -> Result<Sent, ProxyError> {
     loop {
-        match attempt(rt, authority, client, x, fresh) {
-            // A stale connection shows as a reset or an early close, not as silence:
-            // a timeout is not retried, or a silent backend would cost 2 × upstreamMs.
-            Err(ProxyError::Backend {
-                reused: true,
-                response_byte_seen: false,
-                fault,
-                ..
-            }) if x.retryable
-                && !fresh
-                && !x.interim_relayed
-                && !matches!(fault, BackendFault::Timeout) =>
-            {
+        let result = match send(rt, authority, client, req, x, fresh) {
+            Ok((be, None)) if !fresh && be.io.data().is_empty() => return Ok(Sent::Waiting(be)),
+            Ok((be, early)) => receive(rt, client, x, be, early),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if may_retry(&e, x, fresh) => {
                 crate::debug!(
                     "backend {authority}: reused connection failed before answering; retrying on a fresh one"
                 );
                 fresh = true;
             }
-            result => return result,
+            result => return result.map(Sent::Done),
         }
     }
 }
 
+/// The retry rule [R5]. A stale connection shows as a reset or an early close, not
+/// as silence: a timeout is not retried, or a silent backend would cost 2 × upstreamMs.
+fn may_retry(err: &ProxyError, x: &Exchange, fresh: bool) -> bool {
+    match err {
+        ProxyError::Backend {
+            reused: true,
+            response_byte_seen: false,
+            fault,
+            ..
+        } => x.retryable && !fresh && !x.interim_relayed && !matches!(fault, BackendFault::Timeout),
+        _ => false,
+    }
+}
+
 /// Turns an error into the answer the client gets, if it can still get one.
-fn fail(client: &mut Client, x: &Exchange<'_>, err: ProxyError, authority: &Authority) -> Outcome {
+fn fail(
+    client: &mut Client,
+    req: &RequestHead,
+    x: &Exchange,
+    err: ProxyError,
+    authority: &Authority,
+) -> Outcome {
     match &err {
         ProxyError::ClientGone(_) => crate::debug!("{err}"),
-        _ => crate::warn!("{} {}: {err}", x.req.method, x.req.target),
+        _ => crate::warn!("{} {}: {err}", req.method, req.target),
     }
     let upstream = Some(authority.text.clone());
     match status_for(&err) {
@@ -201,8 +300,8 @@ fn fail(client: &mut Client, x: &Exchange<'_>, err: ProxyError, authority: &Auth
 }
 
 /// The backend side of one attempt.
-struct Backend<'a> {
-    authority: &'a Authority,
+struct Backend {
+    authority: Authority,
     io: BufStream<TcpStream>,
     /// Borrowed from the pool rather than newly connected [R5].
     reused: bool,
@@ -210,7 +309,7 @@ struct Backend<'a> {
     max_head: usize,
 }
 
-impl Backend<'_> {
+impl Backend {
     /// A fault of this backend, with what the retry rule needs to know.
     fn fault(&self, fault: BackendFault, response_byte_seen: bool) -> ProxyError {
         ProxyError::Backend {
@@ -254,19 +353,20 @@ fn read_fault(e: io::Error) -> BackendFault {
     }
 }
 
-/// One try: borrow or connect, send, relay, return or close.
-fn attempt(
+/// One try, first half: borrow or connect, send the head and the body. Returns the
+/// backend, and its final answer if it came before the body (`Expect`).
+fn send(
     rt: &Runtime,
     authority: &Authority,
     client: &mut Client,
-    x: &mut Exchange<'_>,
+    req: &RequestHead,
+    x: &mut Exchange,
     fresh: bool,
-) -> Result<Outcome, ProxyError> {
-    let pool = rt.pools.get(authority);
+) -> Result<(Backend, Option<(ResponseHead, usize)>), ProxyError> {
     let reused_stream = if fresh {
         None
     } else {
-        pool.checkout(Instant::now())
+        rt.pools.get(authority).checkout(Instant::now())
     };
     let reused = reused_stream.is_some();
     let stream = match reused_stream {
@@ -278,15 +378,26 @@ fn attempt(
         if reused { "reused" } else { "new" }
     );
     let mut be = Backend {
-        authority,
+        authority: authority.clone(),
         io: BufStream::new(stream),
         reused,
         max_head: rt.max_header_bytes,
     };
     let sent = be.io.put(&x.backend_head).and_then(|_| be.io.flush());
     sent.map_err(|e| be.fault(BackendFault::Write(e), false))?;
+    let early = send_body(rt, client, req, &mut be, x)?;
+    Ok((be, early))
+}
 
-    let early = send_body(rt, client, &mut be, x)?;
+/// One try, second half: read the answer (unless it came `early`), relay it, and
+/// return the connection to the pool or close it.
+fn receive(
+    rt: &Runtime,
+    client: &mut Client,
+    x: &mut Exchange,
+    mut be: Backend,
+    early: Option<(ResponseHead, usize)>,
+) -> Result<Outcome, ProxyError> {
     let (res, head_len) = match early {
         Some(parsed) => parsed,
         None => read_final_head(client, &mut be, x)?,
@@ -295,7 +406,7 @@ fn attempt(
     if res.status == 101 {
         return switch_protocols(client, x, be, &res);
     }
-    let length = response_body_length(&res, x.req.method == "HEAD")
+    let length = response_body_length(&res, x.head_request)
         .map_err(|why| be.fault(BackendFault::Invalid(why), true))?;
 
     // Framing for the client [R3]: Content-Length kept; chunked (or close-delimited,
@@ -306,14 +417,14 @@ fn attempt(
     let framing = match length {
         BodyLength::Empty => ClientFraming::NoBody,
         BodyLength::Exact(n) => ClientFraming::Length(n),
-        BodyLength::Chunked | BodyLength::UntilClose if x.req.minor == 1 => ClientFraming::Chunked,
+        BodyLength::Chunked | BodyLength::UntilClose if x.minor == 1 => ClientFraming::Chunked,
         BodyLength::Chunked | BodyLength::UntilClose => {
             keep_alive = false;
             ClientFraming::Close
         }
     };
     let mut head = Vec::with_capacity(512);
-    client_response_head(&res, framing, keep_alive, x.req.minor, &mut head);
+    client_response_head(&res, framing, keep_alive, x.minor, &mut head);
     client.io.put(&head).map_err(ProxyError::ClientGone)?;
     x.response_started = true;
     x.status_sent = Some(res.status);
@@ -331,14 +442,16 @@ fn attempt(
 
     if backend_keeps_alive(&res, length) && x.body_done && be.io.data().is_empty() {
         let hint = res.first("keep-alive").and_then(keep_alive_hint);
-        pool.checkin(be.io.stream, hint, Instant::now());
-        crate::debug!("backend {authority}: connection returned to the pool");
+        crate::debug!("backend {}: connection returned to the pool", be.authority);
+        rt.pools
+            .get(&be.authority)
+            .checkin(be.io.stream, hint, Instant::now());
     }
     Ok(Outcome {
         status: res.status,
         keep_alive,
         body_bytes,
-        upstream: Some(authority.text.clone()),
+        upstream: Some(be.authority.text),
         tunnel: None,
     })
 }
@@ -348,8 +461,8 @@ fn attempt(
 /// back to the pool.
 fn switch_protocols(
     client: &mut Client,
-    x: &mut Exchange<'_>,
-    be: Backend<'_>,
+    x: &mut Exchange,
+    be: Backend,
     res: &ResponseHead,
 ) -> Result<Outcome, ProxyError> {
     let mut head = Vec::with_capacity(512);
@@ -364,7 +477,7 @@ fn switch_protocols(
         status: 101,
         keep_alive: false,
         body_bytes: 0,
-        upstream: Some(be.authority.text.clone()),
+        upstream: Some(be.authority.text),
         tunnel: Some(be.io),
     })
 }
@@ -400,14 +513,15 @@ fn backend_keeps_alive(res: &ResponseHead, length: BodyLength) -> bool {
 fn send_body(
     rt: &Runtime,
     client: &mut Client,
-    be: &mut Backend<'_>,
-    x: &mut Exchange<'_>,
+    req: &RequestHead,
+    be: &mut Backend,
+    x: &mut Exchange,
 ) -> Result<Option<(ResponseHead, usize)>, ProxyError> {
     if x.body_done {
         return Ok(None);
     }
     let client_sent = !client.io.data().is_empty() || client.io.stream.has_buffered();
-    if x.req.has_token("expect", "100-continue") && !client_sent {
+    if req.has_token("expect", "100-continue") && !client_sent {
         let (c, b) = (client.io.stream.tcp().as_raw_fd(), be.io.stream.as_raw_fd());
         if crate::sys::wait_either(b, c, rt.timeouts.upstream()) == Some(b) {
             let (res, len) = be.read_head()?;
@@ -438,8 +552,8 @@ fn send_body(
 /// Reads response heads until a final one, relaying interim (1xx) heads on the way.
 fn read_final_head(
     client: &mut Client,
-    be: &mut Backend<'_>,
-    x: &mut Exchange<'_>,
+    be: &mut Backend,
+    x: &mut Exchange,
 ) -> Result<(ResponseHead, usize), ProxyError> {
     loop {
         let (res, len) = be.read_head()?;
@@ -458,11 +572,11 @@ fn read_final_head(
 /// Passes a 1xx head to HTTP/1.1 clients; HTTP/1.0 clients never see one [R3].
 fn relay_interim(
     client: &mut Client,
-    x: &mut Exchange<'_>,
+    x: &mut Exchange,
     res: &ResponseHead,
 ) -> Result<(), ProxyError> {
     x.interim_relayed = true;
-    if x.req.minor == 0 {
+    if x.minor == 0 {
         return Ok(());
     }
     let mut head = Vec::with_capacity(256);

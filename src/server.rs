@@ -360,7 +360,10 @@ fn shut_down(shared: &Shared, signals: &Signals) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_millis(rt.timeouts.shutdown_ms);
     let mut fds = [sys::poll_fd(signals.fd(), POLLIN)];
     let in_flight = || {
-        shared.busy.load(Ordering::SeqCst) + shared.queue.waiting() + shared.tunnels.open_count()
+        shared.busy.load(Ordering::SeqCst)
+            + shared.queue.waiting()
+            + shared.parker.exchanges()
+            + shared.tunnels.open_count()
     };
     while in_flight() > 0 && Instant::now() < deadline {
         let _ = sys::poll(&mut fds, Some(Duration::from_millis(20)));

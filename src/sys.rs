@@ -166,15 +166,27 @@ impl Epoll {
         Ok(Epoll(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
     }
 
-    /// Watches `fd` for one readable (or hung-up) event, reported with `token`;
-    /// `rearm` for a descriptor registered before, whose one-shot event has fired.
-    pub fn watch_once(&self, fd: RawFd, token: u64, rearm: bool) -> io::Result<()> {
-        let op = if rearm { libc::EPOLL_CTL_MOD } else { libc::EPOLL_CTL_ADD };
+    /// Watches `fd` for one readable (or hung-up) event, reported with `token`. A
+    /// descriptor stays registered after its one-shot event (until it is closed), so
+    /// this re-arms it, and registers it only when that finds it unknown.
+    pub fn watch_once(&self, fd: RawFd, token: u64) -> io::Result<()> {
         let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
-        let mut event = libc::epoll_event { events: flags as u32, u64: token };
-        // SAFETY: `event` is a valid epoll_event on our stack, read by the kernel only.
-        let rc = unsafe { libc::epoll_ctl(std::os::fd::AsRawFd::as_raw_fd(&self.0), op, fd, &mut event) };
-        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        let mut event = libc::epoll_event {
+            events: flags as u32,
+            u64: token,
+        };
+        let epfd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
+        for op in [libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD] {
+            // SAFETY: `event` is a valid epoll_event on our stack, read by the kernel.
+            if unsafe { libc::epoll_ctl(epfd, op, fd, &mut event) } == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ENOENT) {
+                return Err(err);
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
     }
 
     /// Waits for events into `events` (its capacity is the most taken at once);
@@ -185,10 +197,21 @@ impl Epoll {
         let max = events.capacity().min(i32::MAX as usize) as i32;
         // SAFETY: the kernel writes at most `max` events into the vector's spare
         // capacity, and we set the length to the count it reports, no more.
-        let n = unsafe { libc::epoll_wait(std::os::fd::AsRawFd::as_raw_fd(&self.0), events.as_mut_ptr(), max, ms) };
+        let n = unsafe {
+            libc::epoll_wait(
+                std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                events.as_mut_ptr(),
+                max,
+                ms,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
-            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
+            return if err.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(err)
+            };
         }
         // SAFETY: the first `n` entries were written by epoll_wait just now.
         unsafe { events.set_len(n as usize) };

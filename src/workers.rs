@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
-use crate::conn::{self, Client, Slot};
+use crate::conn::{self, Client, Slot, Waiting};
 use crate::server::Shared;
 use crate::stream::ClientStream;
 use rustls::{ServerConnection, StreamOwned};
@@ -26,6 +26,8 @@ pub enum Job {
     },
     /// A parked connection with bytes to read.
     Ready(Client),
+    /// A request whose backend answered, or (`true`) stayed silent past `upstreamMs`.
+    Resume(Box<Waiting>, bool),
 }
 
 #[derive(Default)]
@@ -104,6 +106,7 @@ fn work(shared: &Shared) {
                 conn::serve(shared, client);
             }
             Job::Ready(client) => conn::serve(shared, client),
+            Job::Resume(waiting, timed_out) => conn::resume(shared, waiting, timed_out),
         }));
         shared.busy.fetch_sub(1, Ordering::SeqCst);
         if served.is_err() {
