@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Open N keep-alive connections, send one GET on each, read the answer, then hold them.
+
+usage: idle_clients.py HOST PORT N READY_FILE MAX_HOLD_SECONDS
+
+Writes "<connections held> <seconds to open them>" to READY_FILE once every
+connection has had its answer, then holds them until it is killed (SIGTERM) or
+MAX_HOLD_SECONDS have passed, whichever comes first.
+"""
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+
+
+def read_answer(sock):
+    """Read one HTTP/1.1 response with a Content-Length body; True on 200."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        body += chunk
+    return head.startswith(b"HTTP/1.1 200")
+
+
+def main():
+    host, port, count, ready_file, max_hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: idle-holder\r\n\r\n".encode()
+    held = []
+    start = time.monotonic()
+    deadline = start + 60
+    for _ in range(count):
+        if time.monotonic() > deadline:
+            break
+        try:
+            sock = socket.create_connection((host, port), timeout=10)
+            sock.sendall(request)
+            if read_answer(sock):
+                held.append(sock)
+            else:
+                sock.close()
+        except OSError as err:
+            print(f"idle_clients: {err}", file=sys.stderr)
+            break
+    elapsed = time.monotonic() - start
+    with open(ready_file + ".tmp", "w") as f:
+        f.write(f"{len(held)} {elapsed:.3f}\n")
+    os.replace(ready_file + ".tmp", ready_file)
+    end = time.monotonic() + max_hold
+    while time.monotonic() < end:
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()
