@@ -28,7 +28,7 @@ use crate::workers::Job;
 /// How long a worker waits for a keep-alive client's next request before parking it.
 /// Clients that send at once (benchmarks, browsers fetching a page's parts) are
 /// served without a trip through the parking thread.
-const NEXT_REQUEST_WAIT: Duration = Duration::from_millis(2);
+const NEXT_REQUEST_WAIT: Duration = Duration::ZERO;
 
 /// Most bytes of an unwanted request body read and dropped to keep the connection.
 const DISCARD_LIMIT: u64 = 1024 * 1024;
@@ -61,6 +61,8 @@ pub struct Client {
     /// Set on the redirect listener: every request is answered with a 301 to the TLS
     /// listener at this address [K].
     pub redirect_to: Option<SocketAddr>,
+    /// The socket was just reported readable (by epoll): the next read need not ask.
+    pub readable: bool,
     /// Closing now could drop unread request bytes: read them off before closing so
     /// the client sees our answer instead of a reset.
     pub linger: bool,
@@ -93,6 +95,7 @@ impl Client {
             head_request: false,
             head_started: Some(accepted),
             redirect_to: None,
+            readable: false,
             linger: false,
             _slot: slot,
         }
@@ -261,14 +264,15 @@ fn after_request(
         close(client);
         return None;
     }
-    // Fairness: while other connections wait for a worker, this one gives its turn
-    // up after each request instead of being served again at once.
+    // Between requests the connection waits in the epoll set, which also sees a next
+    // request that is already here. Pipelined bytes already read are served now,
+    // unless other connections wait for a worker (fairness).
+    if client.io.data().is_empty() && !client.io.stream.has_buffered() {
+        park(shared, rt, client, Instant::now());
+        return None;
+    }
     if shared.queue.waiting() > 0 {
-        if client.io.data().is_empty() && !client.io.stream.has_buffered() {
-            park(shared, rt, client, Instant::now());
-        } else {
-            shared.queue.push(Job::Ready(client));
-        }
+        shared.queue.push(Job::Ready(client));
         return None;
     }
     Some(client)
@@ -453,7 +457,8 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
         // Bytes already here are read even past the deadline: they came in time and
         // waited in our queue.
         let left = deadline.saturating_duration_since(Instant::now());
-        let ready = client.io.stream.has_buffered()
+        let ready = std::mem::take(&mut client.readable)
+            || client.io.stream.has_buffered()
             || crate::sys::wait_readable(fd, left.min(NEXT_REQUEST_WAIT));
         if !ready {
             if left > NEXT_REQUEST_WAIT {

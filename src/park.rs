@@ -1,15 +1,16 @@
-//! Whatever waits on a socket waits here, in one thread, instead of holding a worker
-//! [R8]: idle client connections until their next request arrives, and requests sent
-//! to a backend until its answer arrives. A worker registers the socket in an epoll
-//! set (one system call, no hand-off) and moves on; the parking thread learns from
-//! epoll which are ready and queues them for the workers, in batches. At its deadline
-//! a client connection is closed (`keepAliveMs` between requests) or, with part of a
-//! head, goes back to a worker for its 408 (`headerMs`); a request whose backend said
-//! nothing within `upstreamMs` goes back for its 504.
+//! Whatever waits on a socket waits here instead of holding a worker [R8]: new and
+//! idle client connections until their next request arrives, and requests sent to a
+//! backend until its answer arrives. The socket goes into one epoll set (one system
+//! call) with a one-shot event; idle workers wait in that set, and the worker that
+//! gets the event serves it (the pattern of Apache's event MPM, without its hand-off
+//! thread). A sweep thread enforces deadlines: a client connection is closed at its
+//! deadline (`keepAliveMs` between requests, `headerMs` from accept) or, with part of
+//! a head, goes back to a worker for its 408; a request whose backend said nothing
+//! within `upstreamMs` goes back for its 504.
 //!
-//! This is the pattern of Apache's event MPM. Deadlines are checked in a sweep every
-//! `SWEEP` rather than kept in a timer structure: at the connection counts hawkey is
-//! sized for, scanning the table a few times a second costs less than keeping it sorted.
+//! Deadlines are checked every `SWEEP` rather than kept in a timer structure: at the
+//! connection counts hawkey is sized for, scanning the table a few times a second
+//! costs less than keeping it sorted.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -20,13 +21,14 @@ use std::time::{Duration, Instant};
 
 use crate::conn::{Client, Waiting};
 use crate::server::Shared;
-use crate::sys::{Epoll, EpollEvent};
-use crate::workers::Job;
+use crate::sys::{self, Epoll, EpollEvent};
+use crate::workers::{Job, Queue};
 
 /// How often deadlines are checked; a connection closes at most this late.
 const SWEEP: Duration = Duration::from_millis(50);
-/// The token of the wake-up socket (no connection has it: slot indexes are 32 bits).
-const WAKE: u64 = u64::MAX;
+/// The token of the job queue's wake-up socket (no connection has it: slot indexes
+/// are 32 bits).
+const QUEUE: u64 = u64::MAX;
 
 /// Parked things (connections) by token, each with its deadline: a slot index in the
 /// low 32 bits and the slot's generation in the high ones, so an event for a
@@ -95,19 +97,19 @@ enum Parked {
 pub struct Parker {
     epoll: Epoll,
     table: Mutex<Table<Parked>>,
-    wake: UnixStream, // a byte here wakes the thread (shutdown)
+    wake: UnixStream, // a byte here wakes the sweep thread (shutdown)
     /// Requests waiting for a backend: in flight, for a graceful shutdown.
     exchanges: AtomicUsize,
 }
 
 impl Parker {
-    /// The parker, and the other end of its wake-up socket for `run`.
-    pub fn new() -> std::io::Result<(Parker, UnixStream)> {
+    /// The parker, and the other end of its wake-up socket for `run`. `queue`'s
+    /// notifications join the epoll set, so workers waiting there see queued jobs.
+    pub fn new(queue: &Queue) -> std::io::Result<(Parker, UnixStream)> {
         let (wake, wake_rx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
-        wake_rx.set_nonblocking(true)?;
         let epoll = Epoll::new()?;
-        epoll.watch_once(wake_rx.as_raw_fd(), WAKE)?;
+        epoll.watch_once(queue.notified.as_raw_fd(), QUEUE)?;
         let table = Mutex::new(Table::new());
         Ok((
             Parker {
@@ -118,6 +120,24 @@ impl Parker {
             },
             wake_rx,
         ))
+    }
+
+    /// Waits for the next ready socket and returns its job; `None` when the wake-up
+    /// was for the queue (or spurious): the caller looks at the queue again.
+    pub fn next_job(&self, queue: &Queue) -> Option<Job> {
+        let mut events: Vec<EpollEvent> = Vec::with_capacity(1); // one each: the others go to other workers
+        if let Err(e) = self.epoll.wait(&mut events, None) {
+            crate::error!("parking: epoll_wait failed: {e}");
+            std::thread::sleep(SWEEP); // rather than spin on a broken epoll set
+        }
+        let token = events.first()?.u64;
+        if token == QUEUE {
+            queue.drain_notifications();
+            let _ = self.epoll.watch_once(queue.notified.as_raw_fd(), QUEUE);
+            return None;
+        }
+        let parked = self.table().remove(token)?; // lock released here
+        self.wake_up(parked, false)
     }
 
     /// A poisoned lock only means a thread panicked between two statements that each
@@ -157,7 +177,7 @@ impl Parker {
         self.exchanges.load(Ordering::SeqCst)
     }
 
-    /// Wakes the parking thread, to look at `Shared::is_stopping`.
+    /// Wakes the sweep thread, to look at `Shared::is_stopping`.
     pub fn wake(&self) {
         let _ = (&self.wake).write(&[1]);
     }
@@ -171,9 +191,11 @@ impl Parker {
                 Some(Job::Resume(waiting, late))
             }
             // A head cut short by its deadline goes back to a worker for its 408.
-            Parked::Client(client) if !late || !client.io.data().is_empty() => {
+            Parked::Client(mut client) if !late => {
+                client.readable = true;
                 Some(Job::Ready(client))
             }
+            Parked::Client(client) if !client.io.data().is_empty() => Some(Job::Ready(client)),
             Parked::Client(client) => {
                 crate::debug!("client {}: idle connection closed", client.ip);
                 None
@@ -182,28 +204,13 @@ impl Parker {
     }
 }
 
-/// The parking thread's loop.
+/// The sweep thread: deadlines every `SWEEP`, and at shutdown, idle connections.
 pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
     let parker = &shared.parker;
-    let mut events: Vec<EpollEvent> = Vec::with_capacity(256);
-    let mut next_sweep = Instant::now() + SWEEP;
     loop {
-        let timeout = next_sweep.saturating_duration_since(Instant::now());
-        if let Err(e) = parker.epoll.wait(&mut events, Some(timeout)) {
-            crate::error!("parking: epoll_wait failed: {e}");
-        }
-        for event in &events {
-            let token = event.u64;
-            if token == WAKE {
-                let mut drain = [0u8; 64];
-                while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
-                let _ = parker.epoll.watch_once(wake_rx.as_raw_fd(), WAKE);
-                continue;
-            }
-            let parked = parker.table().remove(token); // lock released here
-            if let Some(job) = parked.and_then(|p| parker.wake_up(p, false)) {
-                shared.queue.push(job);
-            }
+        if sys::wait_readable(wake_rx.as_raw_fd(), SWEEP) {
+            let mut drain = [0u8; 64];
+            let _ = wake_rx.read(&mut drain);
         }
         if shared.is_stopping() {
             // Shutting down: idle connections close at once; requests in flight stay.
@@ -213,12 +220,9 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
             drop(idle);
         }
         let now = Instant::now();
-        if now >= next_sweep {
-            next_sweep = now + SWEEP;
-            let expired = parker.table().take_where(|_, deadline| deadline <= now);
-            for job in expired.into_iter().filter_map(|p| parker.wake_up(p, true)) {
-                shared.queue.push(job);
-            }
+        let expired = parker.table().take_where(|_, deadline| deadline <= now); // closed outside the lock
+        for job in expired.into_iter().filter_map(|p| parker.wake_up(p, true)) {
+            shared.queue.push(job);
         }
     }
 }

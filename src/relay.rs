@@ -12,6 +12,9 @@ use crate::body::{BodyLength, ChunkError, ChunkedDecoder, Step, chunk_header};
 
 /// Size of each read buffer (bodies move through it in pieces of at most this).
 pub const READ_BUF: usize = 32 * 1024;
+/// A read buffer starts this small and doubles when a read fills it: a head and a
+/// small body fit, and a new buffer costs little to allocate and clear.
+const FIRST_READ_BUF: usize = 4 * 1024;
 /// Writes smaller than this are gathered before they reach the socket.
 const WRITE_BUF: usize = 16 * 1024;
 
@@ -70,7 +73,7 @@ impl<S: Read + Write> BufStream<S> {
             (self.start, self.end) = (0, self.end - self.start);
         }
         if self.end == self.buf.len() {
-            let grown = (self.buf.len() * 2).clamp(READ_BUF, limit.max(READ_BUF));
+            let grown = (self.buf.len() * 2).clamp(FIRST_READ_BUF, limit.max(FIRST_READ_BUF));
             if grown <= self.buf.len() {
                 return Ok(0);
             }

@@ -22,9 +22,11 @@ use crate::conn::{Client, Slot};
 use crate::headers::local_response;
 use crate::park::{self, Parker};
 use crate::route::Route;
+use crate::stream::ClientStream;
 use crate::tunnel::{self, Tunnels};
 use crate::upstream::Pools;
-use crate::workers::{self, Job, Queue};
+use crate::workers::{self, Crew, Queue};
+use rustls::{ServerConnection, StreamOwned};
 
 /// Descriptors kept aside for listeners, files and the like [K].
 const SPARE_FDS: u64 = 64;
@@ -77,6 +79,7 @@ pub struct Shared {
     stopping: AtomicBool,
     /// Workers serving a connection right now.
     pub busy: AtomicUsize,
+    pub crew: Crew,
 }
 
 impl Shared {
@@ -122,10 +125,11 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let log = AccessLog::start(config.access_log.as_deref())?;
 
     let started = |e: io::Error| format!("cannot start: {e}");
-    let (parker, park_wake) = Parker::new().map_err(started)?;
+    let queue = Queue::new().map_err(started)?;
+    let (parker, park_wake) = Parker::new(&queue).map_err(started)?;
     let (tunnels, tunnel_wake) = Tunnels::new().map_err(started)?;
     let shared = Arc::new(Shared {
-        queue: Queue::default(),
+        queue,
         parker,
         tunnels,
         log,
@@ -133,6 +137,7 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
         tls,
         stopping: AtomicBool::new(false),
         busy: AtomicUsize::new(0),
+        crew: Crew::default(),
     });
     workers::spawn(&shared, config.workers).map_err(started)?;
     let spawn = |name: &str| std::thread::Builder::new().name(name.into());
@@ -268,14 +273,39 @@ impl Acceptor<'_> {
             self.open.fetch_add(1, Ordering::Relaxed);
             let slot = Slot(Arc::clone(&self.open));
             let at = Instant::now();
-            self.shared.queue.push(Job::Accepted {
-                stream,
-                peer,
-                slot,
-                at,
-                redirect_to: listener.redirect_to,
-            });
+            if let Some(client) = self.client(stream, peer.ip(), slot, at, listener.redirect_to) {
+                // Parked at once: a worker takes it when its first bytes arrive [R8].
+                let deadline = at + self.shared.runtime().timeouts.header();
+                self.shared.parker.park(client, deadline);
+            }
         }
+    }
+
+    /// A new client connection, with TLS when `pems` is set (not on the redirect
+    /// listener).
+    fn client(
+        &self,
+        stream: TcpStream,
+        ip: IpAddr,
+        slot: Slot,
+        at: Instant,
+        redirect_to: Option<SocketAddr>,
+    ) -> Option<Client> {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(self.shared.runtime().timeouts.upstream()));
+        let stream = match (&self.shared.tls, redirect_to) {
+            (Some(config), None) => match ServerConnection::new(Arc::clone(config)) {
+                Ok(tls) => ClientStream::Tls(Box::new(StreamOwned::new(tls, stream))),
+                Err(e) => {
+                    crate::error!("TLS: cannot start a connection: {e}");
+                    return None;
+                }
+            },
+            _ => ClientStream::Plain(stream),
+        };
+        let mut client = Client::new(stream, ip, slot, at);
+        client.redirect_to = redirect_to;
+        Some(client)
     }
 
     /// [E]: past `maxConnections`, a 503 written at accept without reading the
