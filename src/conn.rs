@@ -1,6 +1,7 @@
 //! One client connection on a worker [R8]: read a head, dispatch it, answer, and then
-//! either read the next request (pipelined bytes, or one that arrives at once) or
-//! park the idle connection in `park.rs` so it holds no worker while it waits.
+//! serve pipelined bytes already read or park the connection in `park.rs` until its
+//! next request, so it holds no worker while it waits. A request sent to a backend
+//! waits there too (`Waiting`), and `resume` takes it up again.
 //!
 //! One request at a time per connection, and bytes left after a message carry into
 //! the next head, so pipelined requests are answered in order by construction.
@@ -24,11 +25,6 @@ use crate::server::{Runtime, Shared};
 use crate::stream::ClientStream;
 use crate::tunnel::Tunnel;
 use crate::workers::Job;
-
-/// How long a worker waits for a keep-alive client's next request before parking it.
-/// Clients that send at once (benchmarks, browsers fetching a page's parts) are
-/// served without a trip through the parking thread.
-const NEXT_REQUEST_WAIT: Duration = Duration::ZERO;
 
 /// Most bytes of an unwanted request body read and dropped to keep the connection.
 const DISCARD_LIMIT: u64 = 1024 * 1024;
@@ -435,9 +431,9 @@ enum HeadRead {
     Closed,
 }
 
-/// Reads until a whole request head is buffered. It never blocks for long: when no
-/// byte comes within `NEXT_REQUEST_WAIT` the connection is to be parked, so a client
-/// that is slow to send holds no worker [R8].
+/// Reads until a whole request head is buffered. It never blocks: when the socket
+/// has nothing more to read the connection is to be parked, so a client that is slow
+/// to send holds no worker [R8].
 fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<HeadRead, HeadError> {
     // [E]: one deadline for the whole head, not one per read, so a client that drips
     // a byte at a time is still cut at headerMs.
@@ -459,9 +455,9 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
         let left = deadline.saturating_duration_since(Instant::now());
         let ready = std::mem::take(&mut client.readable)
             || client.io.stream.has_buffered()
-            || crate::sys::wait_readable(fd, left.min(NEXT_REQUEST_WAIT));
+            || crate::sys::wait_readable(fd, Duration::ZERO);
         if !ready {
-            if left > NEXT_REQUEST_WAIT {
+            if !left.is_zero() {
                 return Ok(HeadRead::Waiting);
             }
             return match client.io.data().is_empty() {

@@ -1,17 +1,18 @@
 //! hawkey, a small reverse proxy. The data path, in order:
 //!
 //! 1. `server.rs`: poll the listeners and the signal socket; accept, refuse past
-//!    `maxConnections`, queue the connection.
-//! 2. `workers.rs`: a fixed set of threads takes connections off the queue.
+//!    `maxConnections`, park the new connection.
+//! 2. `park.rs`: connections wait in one epoll set; `workers.rs`: a fixed set of
+//!    threads takes the ready ones from it.
 //! 3. `conn.rs`: read a request head (`head.rs`; TLS through `stream.rs` and
 //!    `tls.rs`), frame its body (`body.rs`).
 //! 4. `route.rs`: the static prefix (`static_files.rs`), else the first matching
 //!    `pathRegExp`.
 //! 5. `proxy.rs`: borrow a backend connection (`upstream.rs`), send the rewritten
-//!    head (`headers.rs`), stream the body (`relay.rs`), relay the response.
-//! 6. `conn.rs` again: log the request (`access_log.rs`); keep-alive → the next
-//!    request, or park the idle connection in `park.rs` until it sends more; after a
-//!    101, `tunnel.rs` relays raw bytes.
+//!    head (`headers.rs`) and body (`relay.rs`), park until the backend answers,
+//!    relay the response.
+//! 6. `conn.rs` again: log the request (`access_log.rs`); keep-alive → park the
+//!    connection until its next request; after a 101, `tunnel.rs` relays raw bytes.
 //!
 //! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`,
 //! `signals.rs`, and `sys.rs`, the one module with `unsafe` code.
