@@ -84,6 +84,14 @@ impl<S: Read + Write> BufStream<S> {
         Ok(n)
     }
 
+    /// Grows the read buffer to `size` bytes if it is smaller (before a body: bodies
+    /// move in reads of up to `READ_BUF`, heads fit in the first few KiB).
+    pub fn reserve(&mut self, size: usize) {
+        if self.buf.len() < size {
+            self.buf.resize(size, 0);
+        }
+    }
+
     /// `fill_to` with the default buffer size.
     pub fn fill(&mut self) -> io::Result<usize> {
         self.fill_to(READ_BUF)
@@ -141,6 +149,14 @@ where
     B: Read + Write,
 {
     let mut moved = 0u64;
+    let more_to_read = match from {
+        BodyLength::Empty => false,
+        BodyLength::Exact(n) => n > src.data().len() as u64,
+        BodyLength::Chunked | BodyLength::UntilClose => true,
+    };
+    if more_to_read {
+        src.reserve(READ_BUF); // read the rest in large pieces
+    }
     match from {
         BodyLength::Empty => {}
         BodyLength::Exact(mut left) => {

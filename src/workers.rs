@@ -68,13 +68,12 @@ impl Queue {
     }
 }
 
-/// How many workers may wait in the epoll set at once. The others wait in reserve:
+/// How many workers may wait in the epoll set at once: two per core, so that one
+/// busy with a long job seldom leaves nobody waiting. The others wait in reserve:
 /// epoll wakes its waiters in turn, so with every worker waiting there each event
 /// would go to a different, cold thread.
 fn max_pollers() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .max(2)
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The workers' count of epoll waiters, and the reserve's waiting place.
