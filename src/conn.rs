@@ -365,7 +365,7 @@ fn host_without_port(host: &str) -> Option<&str> {
     (plain && !name.is_empty()).then_some(name)
 }
 
-/// Hands a waiting connection to the parking thread. Between requests it may wait
+/// Parks a waiting connection in the epoll set (`park.rs`). Between requests it may wait
 /// `keepAliveMs` for a first byte; a new connection, or one with part of a head,
 /// keeps the deadline of that head (`started` + `headerMs`).
 fn park(shared: &Shared, rt: &Runtime, mut client: Client, started: Instant) {

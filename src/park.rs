@@ -85,7 +85,7 @@ impl<T> Table<T> {
     }
 }
 
-/// What waits in the parking thread.
+/// What waits in the epoll set.
 enum Parked {
     /// A client connection, for its next bytes.
     Client(Client),

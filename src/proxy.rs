@@ -9,7 +9,7 @@
 //! upgrade hands both connections to `tunnel.rs` [R7].
 //!
 //! While the backend thinks, no worker waits: once the request is sent, `forward`
-//! returns a `Pending` exchange that the parking thread watches on the backend
+//! returns a `Pending` exchange that waits in the epoll set (`park.rs`) on the backend
 //! socket, and `resume` picks it up when the answer starts to arrive.
 
 use std::io;

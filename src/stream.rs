@@ -1,7 +1,7 @@
 //! The client's byte stream: plain TCP, or TLS over TCP through rustls [T].
 //!
 //! rustls may hold decrypted bytes that the socket no longer shows as readable, so
-//! whoever waits on the socket (the head reader, the parking thread, the tunnel loop)
+//! whoever waits on the socket (the head reader, the epoll set, the tunnel loop)
 //! first asks `has_buffered`. Writes on a non-blocking TLS stream can leave records
 //! inside rustls; `wants_write` and `flush_tls` let the tunnel loop finish them.
 

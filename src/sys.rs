@@ -149,7 +149,7 @@ pub fn take_signals() -> u64 {
 
 pub use libc::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
-/// An epoll(7) instance: the parking thread's wait set.
+/// An epoll(7) instance: the set where connections wait (`park.rs`).
 pub struct Epoll(std::os::fd::OwnedFd);
 
 /// One readiness event: the token given at registration, and what happened.
