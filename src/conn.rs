@@ -249,13 +249,17 @@ fn after_request(
         outcome.status,
         outcome.upstream.as_deref().unwrap_or("-")
     );
-    let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
-    let entry = log_entry(&client, Some(req), Some(line), &outcome, started);
+    let entry = shared.log.is_on().then(|| {
+        let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
+        log_entry(&client, Some(req), Some(line), &outcome, started)
+    });
     if let Some(backend) = outcome.tunnel {
         open_tunnel(shared, rt, client, backend, entry, started);
         return None;
     }
-    shared.log.write(&entry);
+    if let Some(entry) = &entry {
+        shared.log.write(entry);
+    }
     if !outcome.keep_alive {
         close(client);
         return None;
@@ -310,7 +314,7 @@ fn open_tunnel(
     rt: &Runtime,
     mut client: Client,
     backend: BufStream<TcpStream>,
-    entry: Entry,
+    entry: Option<Entry>,
     started: Instant,
 ) {
     let client_early = client.io.data().to_vec();

@@ -44,8 +44,8 @@ pub struct Tunnel {
     last_active: Instant,
     /// Bytes written to the client after the 101 head, for the access log.
     pub to_client: u64,
-    /// The access-log line, finished when the tunnel closes [L].
-    entry: Entry,
+    /// The access-log line, finished when the tunnel closes [L]; `None` without a log.
+    entry: Option<Entry>,
     opened: Instant,
 }
 
@@ -57,7 +57,7 @@ impl Tunnel {
         backend: TcpStream,
         (client_early, backend_early): (Vec<u8>, Vec<u8>),
         idle_limit: Duration,
-        entry: Entry,
+        entry: Option<Entry>,
         opened: Instant,
     ) -> Tunnel {
         Tunnel {
@@ -312,8 +312,10 @@ fn close(shared: &Shared, mut tunnel: Tunnel) {
         tunnel.client.ip,
         tunnel.to_client
     );
-    tunnel.entry.body_bytes = tunnel.to_client;
-    tunnel.entry.elapsed = tunnel.opened.elapsed();
-    shared.log.write(&tunnel.entry);
+    if let Some(entry) = &mut tunnel.entry {
+        entry.body_bytes = tunnel.to_client;
+        entry.elapsed = tunnel.opened.elapsed();
+        shared.log.write(entry);
+    }
     shared.tunnels.count.fetch_sub(1, Ordering::SeqCst);
 }
