@@ -87,6 +87,9 @@ pub struct Crew {
 impl Crew {
     /// Waits in reserve while enough workers wait for events.
     fn wait_turn(&self, max: usize) {
+        if self.pollers.load(Ordering::SeqCst) < max {
+            return; // the common case, without the lock
+        }
         let mut guard = self.reserve.lock().unwrap_or_else(PoisonError::into_inner);
         while self.pollers.load(Ordering::SeqCst) >= max {
             guard = self
