@@ -15,35 +15,6 @@ use std::sync::mpsc;
 
 const LISTENING: &str = "hawkey listening on ";
 
-/// Runs hawkey with `args` in `dir` until it exits (killed, and the test failed, if
-/// it has not exited within `TIMEOUT`).
-fn run<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
-    let child = Command::new(hawkey_bin())
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hawkey runs");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("hawkey {:?} did not exit", args_text(args));
-        }
-    }
-}
-
-fn args_text<S: AsRef<OsStr>>(args: &[S]) -> Vec<String> {
-    args.iter()
-        .map(|a| a.as_ref().to_string_lossy().into_owned())
-        .collect()
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -52,20 +52,6 @@ impl KeepAlive {
     }
 }
 
-/// The test process's own open-files limits (soft, hard), from /proc/self/limits.
-fn open_files_limits() -> (u64, u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    let mut numbers = line
-        .split_whitespace()
-        .skip(3)
-        .map(|n| n.parse().unwrap_or(u64::MAX));
-    (numbers.next().unwrap(), numbers.next().unwrap())
-}
-
 /// How many idle clients the test can hold: 1000, unless the descriptor limits are
 /// lower. The test process needs one descriptor per client (plus ~300 for the tests
 /// running beside it); hawkey raises its soft limit to the hard one and needs two
@@ -79,31 +65,6 @@ fn idle_clients_that_fit() -> usize {
         eprintln!("open-files limit {soft}/{hard}: holding {n} idle clients instead of 1000");
     }
     n
-}
-
-/// Asserts that nothing arrives on `s` for `quiet` (a blocking read that must time
-/// out), which is also how long the connection stays idle.
-fn assert_quiet(s: &mut TcpStream, quiet: Duration) {
-    s.set_read_timeout(Some(quiet)).unwrap();
-    let mut byte = [0u8];
-    match s.read(&mut byte) {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("expected silence on an idle connection, got {other:?}"),
-    }
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-}
-
-/// Polls `probe` until it returns true or `deadline` passes; returns its last answer.
-fn poll_until(deadline: Instant, mut probe: impl FnMut() -> bool) -> bool {
-    loop {
-        if probe() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::park_timeout(Duration::from_millis(10)); // a polling interval, not an ordering
-    }
 }
 
 #[test]

@@ -41,20 +41,6 @@ fn wait_exit(hawkey: &mut Hawkey, within: Duration) -> (ExitStatus, Duration) {
     }
 }
 
-/// Polls until `probe` holds or `within` passes; whether it held.
-fn poll_until(within: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if probe() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::park_timeout(Duration::from_millis(20)); // a polling interval
-    }
-}
-
 /// Whether a new connection to `addr` is refused, or closed without an answer to
 /// `GET /fast`. A connection accepted before the stop is answered; then it is false.
 fn new_connection_refused(addr: SocketAddr) -> bool {
@@ -82,7 +68,9 @@ fn new_connection_refused(addr: SocketAddr) -> bool {
 fn assert_refusing(hawkey: &Hawkey) {
     let addr = hawkey.addr;
     assert!(
-        poll_until(Duration::from_secs(1), || new_connection_refused(addr)),
+        poll_until(Instant::now() + Duration::from_secs(1), || {
+            new_connection_refused(addr)
+        }),
         "still accepting and answering after the stop signal: {}",
         hawkey.stderr()
     );
@@ -365,14 +353,14 @@ fn l_sigusr1_reopens_the_access_log_at_its_path_after_a_rename() {
         assert_eq!(hawkey.get(target).status, 200);
     }
     assert!(
-        poll_until(TIMEOUT, || lines_in(&log).len() == 2),
+        poll_until(Instant::now() + TIMEOUT, || lines_in(&log).len() == 2),
         "{:#?}",
         lines_in(&log)
     );
     std::fs::rename(&log, &rotated).unwrap();
     signal(&hawkey, libc::SIGUSR1);
     assert!(
-        poll_until(TIMEOUT, || log.exists()),
+        poll_until(Instant::now() + TIMEOUT, || log.exists()),
         "no new file at {} after SIGUSR1: {}",
         log.display(),
         hawkey.stderr()
@@ -381,7 +369,7 @@ fn l_sigusr1_reopens_the_access_log_at_its_path_after_a_rename() {
         assert_eq!(hawkey.get(target).status, 200);
     }
     assert!(
-        poll_until(TIMEOUT, || lines_in(&log).len() == 3),
+        poll_until(Instant::now() + TIMEOUT, || lines_in(&log).len() == 3),
         "{:#?}",
         lines_in(&log)
     );
@@ -447,7 +435,7 @@ fn l_sighup_sends_new_requests_to_the_new_route_while_one_in_flight_finishes_on_
     rewrite_config(&hawkey, &one_route(&b, json!({})));
     signal(&hawkey, libc::SIGHUP);
     assert!(
-        poll_until(TIMEOUT, || hawkey.get("/x").text() == "B"),
+        poll_until(Instant::now() + TIMEOUT, || hawkey.get("/x").text() == "B"),
         "new requests still go to A after SIGHUP: {}",
         hawkey.stderr()
     );
@@ -472,7 +460,7 @@ fn l_sighup_with_a_broken_config_keeps_serving_and_names_the_file() {
             .any(|l| l.contains("error") && l.contains(&*path.to_string_lossy()))
     };
     assert!(
-        poll_until(TIMEOUT, || named(&hawkey.stderr())),
+        poll_until(Instant::now() + TIMEOUT, || named(&hawkey.stderr())),
         "no error naming {} on stderr: {}",
         path.display(),
         hawkey.stderr()
@@ -497,7 +485,7 @@ fn l_sighup_changing_port_warns_that_it_needs_a_restart_and_keeps_the_old_port()
             .any(|l| l.contains("port") && l.contains("restart"))
     };
     assert!(
-        poll_until(TIMEOUT, || warned(&hawkey.stderr())),
+        poll_until(Instant::now() + TIMEOUT, || warned(&hawkey.stderr())),
         "no warning that a port change needs a restart: {}",
         hawkey.stderr()
     );

@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -208,29 +208,6 @@ fn read_until_closed(s: &mut TcpStream, within: Duration) -> Vec<u8> {
                 panic!("connection still open after {within:?}; got {got:?}")
             }
             Err(_) => return got, // a reset is a close too
-        }
-    }
-}
-
-/// Runs hawkey with `args` until it exits (killed, and the test failed, if it has
-/// not exited within `TIMEOUT`).
-fn run<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
-    let child = Command::new(hawkey_bin())
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hawkey runs");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("hawkey did not exit: it started on a config it should refuse");
         }
     }
 }

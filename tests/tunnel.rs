@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -104,30 +104,6 @@ fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
     s.read_to_end(&mut all)
         .expect("EOF, not a timeout or reset");
     all
-}
-
-/// Asserts that nothing arrives on `s` for `quiet` (a read that must time out).
-fn assert_quiet(s: &mut TcpStream, quiet: Duration) {
-    s.set_read_timeout(Some(quiet)).unwrap();
-    let mut byte = [0u8];
-    match s.read(&mut byte) {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("expected an open, silent tunnel, got {other:?}"),
-    }
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-}
-
-/// Polls `probe` until it returns true or `deadline` passes.
-fn poll_until(deadline: Instant, mut probe: impl FnMut() -> bool) -> bool {
-    loop {
-        if probe() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::park_timeout(Duration::from_millis(20)); // a polling interval, not an ordering
-    }
 }
 
 /// A masked WebSocket frame (RFC 6455 §5.2) from the client: FIN, `opcode`, a payload
@@ -546,20 +522,6 @@ fn r7_hundred_concurrent_tunnels_each_echo_their_own_bytes() {
         }
     });
     assert_eq!(backend.accepted(), 100);
-}
-
-/// The test process's open-files limits (soft, hard), from /proc/self/limits.
-fn open_files_limits() -> (u64, u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    let mut numbers = line
-        .split_whitespace()
-        .skip(3)
-        .map(|n| n.parse().unwrap_or(u64::MAX));
-    (numbers.next().unwrap(), numbers.next().unwrap())
 }
 
 /// How many idle tunnels the test can hold: 500, unless the descriptor limits are

@@ -54,6 +54,33 @@ pub fn hawkey_bin() -> &'static str {
     env!("CARGO_BIN_EXE_hawkey")
 }
 
+/// Runs hawkey with `args` in `dir` until it exits (killed, and the test failed, if
+/// it has not exited within `TIMEOUT`).
+pub fn run<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> std::process::Output {
+    let child = Command::new(hawkey_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hawkey runs");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let args: Vec<_> = args
+                .iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect();
+            panic!("hawkey {args:?} did not exit within {TIMEOUT:?}");
+        }
+    }
+}
+
 /// A running hawkey; killed on drop.
 pub struct Hawkey {
     pub child: Child,
@@ -506,6 +533,48 @@ impl Backend {
 /// A config with one route `pattern` → `backend`.
 pub fn route_config(pattern: &str, backend: &Backend) -> serde_json::Value {
     serde_json::json!({ "proxy": [{ "pathRegExp": pattern, "authority": [backend.authority()] }] })
+}
+
+/// Polls `probe` until it returns true or `deadline` passes; whether it held.
+pub fn poll_until(deadline: Instant, mut probe: impl FnMut() -> bool) -> bool {
+    loop {
+        if probe() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::park_timeout(Duration::from_millis(10)); // a polling interval, not an ordering
+    }
+}
+
+/// Asserts that nothing arrives on `s` for `quiet` (a read that must time out).
+pub fn assert_quiet(s: &mut TcpStream, quiet: Duration) {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut byte = [0u8];
+    match s.read(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("expected an open, silent connection, got {other:?}"),
+    }
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+}
+
+/// The test process's own open-files limits (soft, hard), from /proc/self/limits.
+pub fn open_files_limits() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut numbers = line
+        .split_whitespace()
+        .skip(3)
+        .map(|n| n.parse().unwrap_or(u64::MAX));
+    (numbers.next().unwrap(), numbers.next().unwrap())
 }
 
 /// A deterministic xorshift byte stream, for large bodies checked byte for byte.
