@@ -246,6 +246,8 @@ pub fn read_head_bytes(s: &mut impl Read) -> Option<Vec<u8>> {
     while !head.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
+            // A signal to the test process (a child exiting) can interrupt a read.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             _ => {
                 return if head.is_empty() {
                     None
@@ -316,12 +318,12 @@ pub fn read_line(s: &mut impl Read) -> String {
     let mut line = Vec::new();
     let mut byte = [0u8];
     while !line.ends_with(b"\r\n") {
-        assert_eq!(
-            s.read(&mut byte).unwrap(),
-            1,
-            "connection closed inside a line: {:?}",
-            String::from_utf8_lossy(&line)
-        );
+        if let Err(e) = s.read_exact(&mut byte) {
+            panic!(
+                "connection closed inside a line {:?}: {e}",
+                String::from_utf8_lossy(&line)
+            );
+        }
         line.push(byte[0]);
     }
     line.truncate(line.len() - 2);
