@@ -90,8 +90,9 @@ pub fn forward(
 ) -> Forwarded {
     let http10_backend = route.http_version == HttpVersion::Http10;
     if http10_backend && body == BodyLength::Chunked {
-        // An HTTP/1.0 backend cannot read chunked.
-        return Forwarded::Done(client.answer_error(411, false));
+        let err = HeadError::LengthRequired; // an HTTP/1.0 backend cannot read chunked
+        crate::debug!("client {}: {err}", client.ip);
+        return Forwarded::Done(client.answer_error(err.status(), false));
     }
     let body_done = matches!(body, BodyLength::Empty | BodyLength::Exact(0));
     let mut x = Exchange {
