@@ -277,6 +277,8 @@ build_hawkey() {
     log "cargo build --release"
     (cd "$ROOT" && cargo build --release >&2) || die "cargo build --release failed"
     [ -x "$HAWKEY" ] || die "$HAWKEY missing after the build"
+    log "bash .ci/build-static.sh (the static musl binary, for its size and idle RSS rows)"
+    (cd "$ROOT" && bash .ci/build-static.sh >&2) || log "static build failed: its rows are skipped"
 }
 
 check_ports() {
@@ -419,7 +421,7 @@ EOF
 write_hawkey_conf() {   # write_hawkey_conf NAME PORT [tls]
     local pems=""
     [ "${3:-}" = tls ] && pems=',"pems":{"key":"key.pem","cert":"cert.pem"}'
-    printf '{"port":%s,"host":"127.0.0.1"%s,"proxy":[{"pathRegExp":"^/","authority":["127.0.0.1:%s"]}]}\n' \
+    printf '{"port":%s,"host":"127.0.0.1"%s,"upstreamPool":{"maxIdlePerAuthority":64},"proxy":[{"pathRegExp":"^/","authority":["127.0.0.1:%s"]}]}\n' \
         "$2" "$pems" "$P_BACKEND" >"$WORK/$1.json"
 }
 
@@ -483,9 +485,20 @@ bench_100mib() {        # COLUMN PORT: median of BIG_RUNS downloads and uploads
     record mib100_ul_MBps "$col" "$(median "${speeds[@]}")"
 }
 
-bench_idle_rss() {      # COLUMN PID: RSS shortly after start-up and one request
+bench_idle_rss() {      # COLUMN PID [KEY]: RSS shortly after start-up and one request
     sleep 0.5
-    record rss_idle_MiB "$1" "$(calc "$(status_sum VmRSS $(pids_of "$2")) / 1024")"
+    record "${3:-rss_idle_MiB}" "$1" "$(calc "$(status_sum VmRSS $(pids_of "$2")) / 1024")"
+}
+
+run_musl_idle() {       # the static build's idle RSS, with the hawkey column's config
+    [ -x "$HAWKEY_MUSL" ] || return 0
+    "$HAWKEY_MUSL" -c "$WORK/hawkey.json" >>"$WORK/hawkey-musl.out" 2>&1 &
+    SERVER_PID=$!
+    STARTED+=("$SERVER_PID")
+    local pid=$SERVER_PID
+    wait_http "http://127.0.0.1:$P_HAWKEY/"
+    bench_idle_rss hawkey "$pid" rss_idle_musl_MiB
+    stop_server "$pid"
 }
 
 # bench_idle_clients COLUMN PORT PID N: RSS and threads with N idle keep-alive clients
@@ -655,6 +668,7 @@ main() {
     run_plain_proxy nginx
     run_nginx64k
     run_plain_proxy hawkey
+    run_musl_idle
     [ "$QUICK" = 1 ] || run_tls
     bench_startup       # proxies need the backend for their first 200
     stop_server "$BACKEND_PID"

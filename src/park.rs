@@ -2,7 +2,7 @@
 //! idle client connections until their next request arrives, and requests sent to a
 //! backend until its answer arrives. The socket goes into one epoll set (one system
 //! call) with a one-shot event; idle workers wait in that set, and the worker that
-//! gets the event serves it (the pattern of Apache's event MPM, without its hand-off
+//! gets the event serves it (`workers.rs`; the pattern of Apache's event MPM, without its hand-off
 //! thread). A sweep thread enforces deadlines: a client connection is closed at its
 //! deadline (`keepAliveMs` between requests, `headerMs` from accept) or, with part of
 //! a head, goes back to a worker for its 408; a request whose backend said nothing
@@ -26,13 +26,18 @@ use crate::workers::{Job, Queue};
 
 /// How often deadlines are checked; a connection closes at most this late.
 const SWEEP: Duration = Duration::from_millis(50);
-/// The token of the job queue's wake-up socket (no connection has it: slot indexes
-/// are 32 bits).
+/// The token of the job queue's wake-up socket (no connection has it: see `Table`).
 const QUEUE: u64 = u64::MAX;
+/// The table is split in this many shards, each with its own lock, so that workers
+/// parking and waking connections at once seldom wait for each other.
+const SHARDS: usize = 16;
+/// Where a token keeps its shard number.
+const SHARD_SHIFT: u32 = 24;
 
 /// Parked things (connections) by token, each with its deadline: a slot index in the
-/// low 32 bits and the slot's generation in the high ones, so an event for a
-/// connection that is gone matches nothing.
+/// low 24 bits (a shard holds fewer connections than the open-files limit allows),
+/// the shard number in the next 8, and the slot's generation in the high 32, so an
+/// event for a connection that is gone matches nothing.
 struct Table<T> {
     slots: Vec<(u32, Option<(T, Instant)>)>, // (generation, entry and deadline)
     free: Vec<u32>,                          // empty slot indexes
@@ -58,7 +63,7 @@ impl<T> Table<T> {
     }
 
     fn remove(&mut self, token: u64) -> Option<T> {
-        let index = (token & u64::from(u32::MAX)) as u32;
+        let index = (token & ((1 << SHARD_SHIFT) - 1)) as u32;
         let slot = self.slots.get_mut(index as usize)?;
         if u64::from(slot.0) != token >> 32 {
             return None;
@@ -96,8 +101,8 @@ enum Parked {
 /// Where workers park connections.
 pub struct Parker {
     epoll: Epoll,
-    table: Mutex<Table<Parked>>,
-    wake: UnixStream, // a byte here wakes the sweep thread (shutdown)
+    tables: Vec<Mutex<Table<Parked>>>, // the shards
+    wake: UnixStream,                  // a byte here wakes the sweep thread (shutdown)
     /// Requests waiting for a backend: in flight, for a graceful shutdown.
     exchanges: AtomicUsize,
 }
@@ -110,11 +115,11 @@ impl Parker {
         wake.set_nonblocking(true)?;
         let epoll = Epoll::new()?;
         epoll.watch_once(queue.notified.as_raw_fd(), QUEUE)?;
-        let table = Mutex::new(Table::new());
+        let tables = (0..SHARDS).map(|_| Mutex::new(Table::new())).collect();
         Ok((
             Parker {
                 epoll,
-                table,
+                tables,
                 wake,
                 exchanges: AtomicUsize::new(0),
             },
@@ -122,28 +127,33 @@ impl Parker {
         ))
     }
 
-    /// Waits for the next ready socket and returns its job; `None` when the wake-up
-    /// was for the queue (or spurious): the caller looks at the queue again.
-    pub fn next_job(&self, queue: &Queue) -> Option<Job> {
-        let mut events: Vec<EpollEvent> = Vec::with_capacity(1); // one each: the others go to other workers
+    /// Waits for ready sockets and appends their jobs to `jobs`, at most `max`. Adds
+    /// nothing when the wake-up was for the queue (or spurious): the caller looks at
+    /// the queue again.
+    pub fn next_jobs(&self, queue: &Queue, jobs: &mut Vec<Job>, max: usize) {
+        let mut events: Vec<EpollEvent> = Vec::with_capacity(max);
         if let Err(e) = self.epoll.wait(&mut events, None) {
             crate::error!("parking: epoll_wait failed: {e}");
             std::thread::sleep(SWEEP); // rather than spin on a broken epoll set
         }
-        let token = events.first()?.u64;
-        if token == QUEUE {
-            queue.drain_notifications();
-            let _ = self.epoll.watch_once(queue.notified.as_raw_fd(), QUEUE);
-            return None;
+        for event in &events {
+            if event.u64 == QUEUE {
+                queue.drain_notifications();
+                let _ = self.epoll.watch_once(queue.notified.as_raw_fd(), QUEUE);
+                continue;
+            }
+            let shard = (event.u64 >> SHARD_SHIFT) as usize % SHARDS;
+            let parked = self.table(shard).remove(event.u64); // lock released here
+            jobs.extend(parked.and_then(|p| self.wake_up(p, false)));
         }
-        let parked = self.table().remove(token)?; // lock released here
-        self.wake_up(parked, false)
     }
 
     /// A poisoned lock only means a thread panicked between two statements that each
     /// leave the table valid.
-    fn table(&self) -> MutexGuard<'_, Table<Parked>> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    fn table(&self, shard: usize) -> MutexGuard<'_, Table<Parked>> {
+        self.tables[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Parks `client` until its next bytes arrive or `deadline` passes.
@@ -160,8 +170,9 @@ impl Parker {
     }
 
     fn watch(&self, fd: RawFd, parked: Parked, deadline: Instant) {
-        let mut table = self.table();
-        let token = table.insert(parked, deadline);
+        let shard = fd as usize % SHARDS;
+        let mut table = self.table(shard);
+        let token = table.insert(parked, deadline) | (shard as u64) << SHARD_SHIFT;
         // Registered while the table is locked, so the sweep cannot take the entry
         // before its event is set up.
         if let Err(e) = self.epoll.watch_once(fd, token) {
@@ -212,17 +223,22 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
             let mut drain = [0u8; 64];
             let _ = wake_rx.read(&mut drain);
         }
-        if shared.is_stopping() {
-            // Shutting down: idle connections close at once; requests in flight stay.
-            let idle = parker
-                .table()
-                .take_where(|p, _| matches!(p, Parked::Client(_)));
-            drop(idle);
-        }
-        let now = Instant::now();
-        let expired = parker.table().take_where(|_, deadline| deadline <= now); // closed outside the lock
-        for job in expired.into_iter().filter_map(|p| parker.wake_up(p, true)) {
-            shared.queue.push(job);
+        shared.crew.rescue(&shared.queue);
+        for shard in 0..SHARDS {
+            if shared.is_stopping() {
+                // Shutting down: idle connections close at once; requests in flight stay.
+                let idle = parker
+                    .table(shard)
+                    .take_where(|p, _| matches!(p, Parked::Client(_)));
+                drop(idle);
+            }
+            let now = Instant::now();
+            let expired = parker
+                .table(shard)
+                .take_where(|_, deadline| deadline <= now); // closed outside the lock
+            for job in expired.into_iter().filter_map(|p| parker.wake_up(p, true)) {
+                shared.queue.push(job);
+            }
         }
     }
 }

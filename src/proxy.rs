@@ -364,15 +364,15 @@ fn send(
     x: &mut Exchange,
     fresh: bool,
 ) -> Result<(Backend, Option<(ResponseHead, usize)>), ProxyError> {
-    let reused_stream = if fresh {
+    let pooled = if fresh {
         None
     } else {
         rt.pools.get(authority).checkout(Instant::now())
     };
-    let reused = reused_stream.is_some();
-    let stream = match reused_stream {
-        Some(s) => s,
-        None => connect(rt, authority)?,
+    let reused = pooled.is_some();
+    let io = match pooled {
+        Some(io) => io,
+        None => BufStream::new(connect(rt, authority)?),
     };
     crate::debug!(
         "backend {authority}: {} connection",
@@ -380,7 +380,7 @@ fn send(
     );
     let mut be = Backend {
         authority: authority.clone(),
-        io: BufStream::new(stream),
+        io,
         reused,
         max_head: rt.max_header_bytes,
     };
@@ -446,7 +446,7 @@ fn receive(
         crate::debug!("backend {}: connection returned to the pool", be.authority);
         rt.pools
             .get(&be.authority)
-            .checkin(be.io.stream, hint, Instant::now());
+            .checkin(be.io, hint, Instant::now());
     }
     Ok(Outcome {
         status: res.status,

@@ -12,9 +12,12 @@ use crate::body::{BodyLength, ChunkError, ChunkedDecoder, Step, chunk_header};
 
 /// Size of each read buffer (bodies move through it in pieces of at most this).
 pub const READ_BUF: usize = 32 * 1024;
-/// A read buffer starts this small and doubles when a read fills it: a head and a
-/// small body fit, and a new buffer costs little to allocate and clear.
-const FIRST_READ_BUF: usize = 4 * 1024;
+/// A read buffer starts this small and doubles when a read fills it: most request
+/// heads fit (nginx's `client_header_buffer_size` is the same), and a new buffer
+/// costs little to allocate and clear.
+const FIRST_READ_BUF: usize = 1024;
+/// An idle pooled stream keeps buffers up to this size (one response head's worth).
+const IDLE_BUF: usize = 4 * 1024;
 /// Writes smaller than this are gathered before they reach the socket.
 const WRITE_BUF: usize = 16 * 1024;
 
@@ -60,6 +63,19 @@ impl<S: Read + Write> BufStream<S> {
         self.buf.shrink_to_fit();
         (self.start, self.end) = (0, self.buf.len());
         self.out = Vec::new();
+    }
+
+    /// Readies a stream with nothing buffered for the pool: its buffers stay for the
+    /// next exchange, cut down to `IDLE_BUF`.
+    pub fn trim(&mut self) {
+        (self.start, self.end) = (0, 0);
+        if self.buf.len() > IDLE_BUF {
+            self.buf.truncate(IDLE_BUF);
+            self.buf.shrink_to_fit();
+        }
+        if self.out.capacity() > IDLE_BUF {
+            self.out = Vec::new();
+        }
     }
 
     /// Reads once from the stream into the buffer, which may grow up to `limit`

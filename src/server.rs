@@ -137,7 +137,7 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
         tls,
         stopping: AtomicBool::new(false),
         busy: AtomicUsize::new(0),
-        crew: Crew::default(),
+        crew: Crew::new(config.workers),
     });
     workers::spawn(&shared, config.workers).map_err(started)?;
     let spawn = |name: &str| std::thread::Builder::new().name(name.into());

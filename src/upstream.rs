@@ -13,6 +13,8 @@ use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::relay::BufStream;
+
 /// A backend `host:port`, kept as written in the config for the Host field [R2].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Authority {
@@ -103,9 +105,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An idle connection and until when it may be reused.
+/// An idle connection, with its buffers (kept, so a reuse allocates nothing), and
+/// until when it may be reused.
 struct Idle {
-    stream: TcpStream,
+    conn: BufStream<TcpStream>,
     reuse_until: Instant,
 }
 
@@ -128,12 +131,12 @@ impl Pool {
     }
 
     /// An idle connection that is still fit for reuse, if there is one.
-    pub fn checkout(&self, now: Instant) -> Option<TcpStream> {
+    pub fn checkout(&self, now: Instant) -> Option<BufStream<TcpStream>> {
         loop {
             let idle = lock(&self.idle).pop()?; // lock released at the end of this line
             // Too old, closed by the backend, or holding stray bytes: never reuse it.
-            if now < idle.reuse_until && crate::sys::is_quiet(idle.stream.as_raw_fd()) {
-                return Some(idle.stream);
+            if now < idle.reuse_until && crate::sys::is_quiet(idle.conn.stream.as_raw_fd()) {
+                return Some(idle.conn);
             }
         }
     }
@@ -141,7 +144,7 @@ impl Pool {
     /// Returns a connection after a complete exchange. `hint` is the backend's
     /// `Keep-Alive: timeout=N`; the connection is kept for at most N − 1 s, so that
     /// we never reuse it just as the backend closes it.
-    pub fn checkin(&self, stream: TcpStream, hint: Option<Duration>, now: Instant) {
+    pub fn checkin(&self, mut conn: BufStream<TcpStream>, hint: Option<Duration>, now: Instant) {
         let mut keep = self.idle_timeout;
         if let Some(hint) = hint {
             keep = keep.min(hint.saturating_sub(Duration::from_secs(1)));
@@ -149,10 +152,11 @@ impl Pool {
         if keep.is_zero() {
             return;
         }
+        conn.trim();
         let mut idle = lock(&self.idle);
         if idle.len() < self.max_idle {
             idle.push(Idle {
-                stream,
+                conn,
                 reuse_until: now + keep,
             });
         }
@@ -261,10 +265,10 @@ mod tests {
     }
 
     /// A connected pair over loopback: (our side, the backend's side).
-    fn pair() -> (TcpStream, TcpStream) {
+    fn pair() -> (BufStream<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        (ours, listener.accept().unwrap().0)
+        (BufStream::new(ours), listener.accept().unwrap().0)
     }
 
     #[test]
@@ -274,12 +278,15 @@ mod tests {
         let (a, _ka) = pair();
         let (b, _kb) = pair();
         let (c, _kc) = pair();
-        let b_port = b.local_addr().unwrap();
+        let b_port = b.stream.local_addr().unwrap();
         pool.checkin(a, None, t0);
         pool.checkin(b, None, t0);
         pool.checkin(c, None, t0); // over maxIdlePerAuthority: closed
         assert_eq!(pool.idle_count(), 2);
-        assert_eq!(pool.checkout(t0).unwrap().local_addr().unwrap(), b_port);
+        assert_eq!(
+            pool.checkout(t0).unwrap().stream.local_addr().unwrap(),
+            b_port
+        );
         assert!(
             pool.checkout(t0 + Duration::from_secs(5)).is_none(),
             "expired"
@@ -308,7 +315,7 @@ mod tests {
         kb.write_all(b"stray").unwrap(); // and wrote unasked on b
         for s in [&a, &b] {
             assert!(crate::sys::wait_readable(
-                s.as_raw_fd(),
+                s.stream.as_raw_fd(),
                 Duration::from_secs(5)
             ));
         }

@@ -267,3 +267,79 @@ fn many_concurrent_keep_alive_clients() {
         backend.accepted()
     );
 }
+
+/// A worker takes the sockets that are ready together; one of them may be a response
+/// that streams for seconds. The others it took must not wait behind it: they are
+/// passed on to other workers (`workers.rs`). Streams start one after another while
+/// keep-alive clients keep sending, so their first events share batches with the
+/// clients' requests; a request held behind a stream would take its whole 2 s.
+#[test]
+fn r8_a_long_response_does_not_hold_up_requests_ready_beside_it() {
+    let backend = Backend::raw(|stream, conn| {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        while let Some(req) = read_request(&mut reader, conn) {
+            let sent = if req.target == "/stream" {
+                let mut ok = writer
+                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .is_ok();
+                for _ in 0..20 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    ok = ok && writer.write_all(b"1\r\nx\r\n").is_ok();
+                }
+                ok && writer.write_all(b"0\r\n\r\n").is_ok()
+            } else {
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                writer.write_all(answer).is_ok()
+            };
+            if !sent {
+                return;
+            }
+        }
+    });
+    let mut config = route_config("^/", &backend);
+    config["workers"] = 16.into();
+    let hawkey = Hawkey::start(config);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let slowest = std::thread::scope(|scope| {
+        let streams: Vec<_> = (0..8)
+            .map(|i| {
+                let hawkey = &hawkey;
+                scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100 * i));
+                    let res = KeepAlive::open(hawkey).get("/stream");
+                    assert_eq!(res.text(), "x".repeat(20));
+                })
+            })
+            .collect();
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (hawkey, done) = (&hawkey, &done);
+                scope.spawn(move || {
+                    let mut client = KeepAlive::open(hawkey);
+                    let mut slowest = Duration::ZERO;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let asked = Instant::now();
+                        assert_eq!(client.get("/quick").text(), "ok");
+                        slowest = slowest.max(asked.elapsed());
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        for stream in streams {
+            stream.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    eprintln!("slowest quick request beside 8 streams: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a request waited {slowest:?}"
+    );
+}

@@ -29,6 +29,7 @@ ROWS = [
     ("tls_hs_rps", "TLS full handshakes (new connection per request)", "1/s", None),
     ("tls_hs_cpu_us", "CPU per full TLS handshake + request", "µs", ("ratio", "<=", 0.8)),
     ("rss_idle_MiB", "RSS at idle (after one request)", "MiB", ("abs", "<=", 4.0)),
+    ("rss_idle_musl_MiB", "RSS at idle, static musl build", "MiB", ("abs", "<=", 4.0)),
     ("idle1000_rss_MiB", "1000 idle keep-alive clients: RSS", "MiB", None),
     ("idle1000_threads", "1000 idle clients: threads (nginx: processes)", "", None),
     ("idle1000_new_ms_median", "1000 idle clients: new client, median", "ms", None),
