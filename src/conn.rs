@@ -23,6 +23,7 @@ use crate::relay::{BufStream, discard_body};
 use crate::route::{self, Target};
 use crate::server::{Runtime, Shared};
 use crate::stream::ClientStream;
+use crate::sys::Peek;
 use crate::tunnel::Tunnel;
 use crate::workers::Job;
 
@@ -493,7 +494,11 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
 /// not turn into a reset that destroys the answer before the client reads it.
 fn close(mut client: Client) {
     let _ = client.io.flush();
-    let lingering = client.linger || !crate::sys::is_quiet(client.io.stream.tcp().as_raw_fd());
+    let lingering = match crate::sys::peek(client.io.stream.tcp().as_raw_fd()) {
+        Peek::Closed => return, // nothing unread, nobody left to read our side
+        Peek::Data => true,
+        Peek::Quiet => client.linger,
+    };
     if lingering || client.io.stream.is_tls() {
         client.io.stream.shutdown_write();
     }

@@ -114,7 +114,7 @@ impl Parker {
         let (wake, wake_rx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         let epoll = Epoll::new()?;
-        epoll.watch_once(queue.notified.as_raw_fd(), QUEUE)?;
+        epoll.watch_once(queue.notified.as_raw_fd(), QUEUE, true)?;
         let tables = (0..SHARDS).map(|_| Mutex::new(Table::new())).collect();
         Ok((
             Parker {
@@ -139,7 +139,9 @@ impl Parker {
         for event in &events {
             if event.u64 == QUEUE {
                 queue.drain_notifications();
-                let _ = self.epoll.watch_once(queue.notified.as_raw_fd(), QUEUE);
+                let _ = self
+                    .epoll
+                    .watch_once(queue.notified.as_raw_fd(), QUEUE, false);
                 continue;
             }
             let shard = (event.u64 >> SHARD_SHIFT) as usize % SHARDS;
@@ -156,26 +158,28 @@ impl Parker {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Parks `client` until its next bytes arrive or `deadline` passes.
-    pub fn park(&self, client: Client, deadline: Instant) {
+    /// Parks `client` until its next bytes arrive or `deadline` passes. `new`: a
+    /// connection just accepted, never parked before.
+    pub fn park(&self, client: Client, deadline: Instant, new: bool) {
         let fd = client.io.stream.tcp().as_raw_fd();
-        self.watch(fd, Parked::Client(client), deadline);
+        self.watch(fd, Parked::Client(client), deadline, new);
     }
 
     /// Parks a request until its backend answers or `upstreamMs` passes.
     pub fn park_exchange(&self, waiting: Box<Waiting>) {
         self.exchanges.fetch_add(1, Ordering::SeqCst);
-        let (fd, deadline) = (waiting.pending.backend_fd(), waiting.pending.deadline);
-        self.watch(fd, Parked::Exchange(waiting), deadline);
+        let pending = &waiting.pending;
+        let (fd, deadline, new) = (pending.backend_fd(), pending.deadline, !pending.reused());
+        self.watch(fd, Parked::Exchange(waiting), deadline, new);
     }
 
-    fn watch(&self, fd: RawFd, parked: Parked, deadline: Instant) {
+    fn watch(&self, fd: RawFd, parked: Parked, deadline: Instant, new: bool) {
         let shard = fd as usize % SHARDS;
         let mut table = self.table(shard);
         let token = table.insert(parked, deadline) | (shard as u64) << SHARD_SHIFT;
         // Registered while the table is locked, so the sweep cannot take the entry
         // before its event is set up.
-        if let Err(e) = self.epoll.watch_once(fd, token) {
+        if let Err(e) = self.epoll.watch_once(fd, token, new) {
             crate::error!("parking a connection failed: {e}");
             let failed = table.remove(token);
             drop(table);

@@ -76,6 +76,11 @@ impl Pending {
     pub fn backend_fd(&self) -> std::os::fd::RawFd {
         self.be.io.stream.as_raw_fd()
     }
+
+    /// The backend connection came from the pool (it was parked before).
+    pub fn reused(&self) -> bool {
+        self.be.reused
+    }
 }
 
 /// Forwards `req` to a backend of `route` and relays the answer to `client`, or

@@ -96,7 +96,7 @@ impl Shared {
         if self.is_stopping() {
             return; // closing idle connections at once is part of shutting down
         }
-        self.parker.park(client, deadline);
+        self.parker.park(client, deadline, false);
     }
 }
 
@@ -263,9 +263,8 @@ impl Acceptor<'_> {
                     return;
                 }
             };
-            // Accepted sockets inherit nothing from the non-blocking listener on Linux,
-            // but say so: workers expect blocking sockets.
-            let _ = stream.set_nonblocking(false);
+            // Blocking, as workers expect: accept(2) on Linux does not pass the
+            // listener's O_NONBLOCK on to the new socket.
             if self.open.load(Ordering::Relaxed) >= self.max_connections {
                 self.refuse(stream, peer.ip());
                 continue;
@@ -276,7 +275,7 @@ impl Acceptor<'_> {
             if let Some(client) = self.client(stream, peer.ip(), slot, at, listener.redirect_to) {
                 // Parked at once: a worker takes it when its first bytes arrive [R8].
                 let deadline = at + self.shared.runtime().timeouts.header();
-                self.shared.parker.park(client, deadline);
+                self.shared.parker.park(client, deadline, true);
             }
         }
     }

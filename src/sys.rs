@@ -46,9 +46,20 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
     matches!(poll(&mut fds, Some(timeout)), Ok(n) if n > 0)
 }
 
-/// True when a socket has nothing to read and is not closed: the test before an idle
-/// backend connection is reused [R5]. One recv(2) with MSG_PEEK | MSG_DONTWAIT.
-pub fn is_quiet(fd: RawFd) -> bool {
+/// What a non-blocking peek at a socket finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// Open, nothing to read.
+    Quiet,
+    /// Bytes are waiting.
+    Data,
+    /// The peer closed (or reset) and nothing is left to read.
+    Closed,
+}
+
+/// One recv(2) with MSG_PEEK | MSG_DONTWAIT: the test before an idle backend
+/// connection is reused [R5], and before a client connection is closed.
+pub fn peek(fd: RawFd) -> Peek {
     let mut byte = 0u8;
     // SAFETY: the buffer is one byte on our stack and we pass length 1; MSG_PEEK
     // leaves the socket's data in place.
@@ -60,7 +71,17 @@ pub fn is_quiet(fd: RawFd) -> bool {
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    match n {
+        1.. => Peek::Data,
+        0 => Peek::Closed,
+        _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Peek::Quiet,
+        _ => Peek::Closed,
+    }
+}
+
+/// True when a socket has nothing to read and is not closed.
+pub fn is_quiet(fd: RawFd) -> bool {
+    peek(fd) == Peek::Quiet
 }
 
 /// Raises the soft open-files limit to the hard one; returns the limit in force.
@@ -168,25 +189,32 @@ impl Epoll {
 
     /// Watches `fd` for one readable (or hung-up) event, reported with `token`. A
     /// descriptor stays registered after its one-shot event (until it is closed), so
-    /// this re-arms it, and registers it only when that finds it unknown.
-    pub fn watch_once(&self, fd: RawFd, token: u64) -> io::Result<()> {
+    /// this re-arms it; `new` says it was never registered, and the other operation
+    /// is tried if the first finds that wrong.
+    pub fn watch_once(&self, fd: RawFd, token: u64, new: bool) -> io::Result<()> {
         let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
         let mut event = libc::epoll_event {
             events: flags as u32,
             u64: token,
         };
         let epfd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
-        for op in [libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD] {
+        let (add, modify) = (
+            (libc::EPOLL_CTL_ADD, libc::EEXIST),
+            (libc::EPOLL_CTL_MOD, libc::ENOENT),
+        );
+        let ops = if new { [add, modify] } else { [modify, add] };
+        let mut last = io::Error::from_raw_os_error(libc::ENOENT);
+        for (op, wrong_guess) in ops {
             // SAFETY: `event` is a valid epoll_event on our stack, read by the kernel.
             if unsafe { libc::epoll_ctl(epfd, op, fd, &mut event) } == 0 {
                 return Ok(());
             }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ENOENT) {
-                return Err(err);
+            last = io::Error::last_os_error();
+            if last.raw_os_error() != Some(wrong_guess) {
+                return Err(last);
             }
         }
-        Err(io::Error::from_raw_os_error(libc::ENOENT))
+        Err(last)
     }
 
     /// Waits for events into `events` (its capacity is the most taken at once);
