@@ -179,7 +179,7 @@ pub fn serve(shared: &Shared, mut client: Client) {
                 shared
                     .log
                     .write(&log_entry(&client, None, line, &outcome, started));
-                return close(client);
+                return close(shared, client);
             }
         };
         client.head_started = None;
@@ -262,7 +262,7 @@ fn after_request(
         shared.log.write(entry);
     }
     if !outcome.keep_alive {
-        close(client);
+        close(shared, client);
         return None;
     }
     // Between requests the connection waits in the epoll set, which also sees a next
@@ -489,10 +489,12 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
 }
 
 /// Closes the connection. When the client may still be sending (an answer of ours
-/// left its body unread, or bytes are waiting), our side is shut first and its
-/// bytes read off for a moment, so that closing with unread data does
-/// not turn into a reset that destroys the answer before the client reads it.
-fn close(mut client: Client) {
+/// left its body unread, or bytes are waiting), our side is shut first and its bytes
+/// are read off for up to `LINGER`, so that closing with unread data does not turn
+/// into a reset that destroys the answer before the client reads it. Meanwhile the
+/// connection waits in the epoll set, not on a worker: a client that never closes
+/// holds nothing but its socket.
+fn close(shared: &Shared, mut client: Client) {
     let _ = client.io.flush();
     let lingering = match crate::sys::peek(client.io.stream.tcp().as_raw_fd()) {
         Peek::Closed => return, // nothing unread, nobody left to read our side
@@ -502,21 +504,29 @@ fn close(mut client: Client) {
     if lingering || client.io.stream.is_tls() {
         client.io.stream.shutdown_write();
     }
-    if !lingering {
-        return;
+    if lingering && client.io.stream.tcp().set_nonblocking(true).is_ok() {
+        linger(shared, client, Instant::now() + LINGER);
     }
-    let mut stream = client.io.stream.tcp();
-    let deadline = Instant::now() + Duration::from_secs(1);
+}
+
+/// How long a closing connection's bytes are read off, at most.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Reads off what a closing connection sent (without blocking: its socket is
+/// non-blocking now) and parks it again until `until`, or lets it close when the
+/// client has closed too.
+pub fn linger(shared: &Shared, client: Client, until: Instant) {
     let mut sink = [0u8; 4096];
-    let mut budget = 256 * 1024;
-    while budget > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
+    for _ in 0..64 {
+        match client.io.stream.tcp().read(&mut sink) {
+            Ok(0) => return, // the client closed too
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return, // reset
         }
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => budget -= n.min(budget),
-        }
+    }
+    // Nothing more for now, or much more: the rest is read on the next turn.
+    if !shared.is_stopping() && Instant::now() < until {
+        shared.parker.park_closing(client, until);
     }
 }

@@ -96,6 +96,9 @@ enum Parked {
     Client(Client),
     /// A request, for its backend's answer.
     Exchange(Box<Waiting>),
+    /// A connection being closed, whose bytes are read off until it closes too or
+    /// its time is up (`conn.rs` `close`).
+    Closing(Client, Instant),
 }
 
 /// Where workers park connections.
@@ -165,6 +168,13 @@ impl Parker {
         self.watch(fd, Parked::Client(client), deadline, new);
     }
 
+    /// Parks a connection we are closing until it sends more (to be read off) or
+    /// `until`, when it is closed.
+    pub fn park_closing(&self, client: Client, until: Instant) {
+        let fd = client.io.stream.tcp().as_raw_fd();
+        self.watch(fd, Parked::Closing(client, until), until, false);
+    }
+
     /// Parks a request until its backend answers or `upstreamMs` passes.
     pub fn park_exchange(&self, waiting: Box<Waiting>) {
         self.exchanges.fetch_add(1, Ordering::SeqCst);
@@ -205,16 +215,24 @@ impl Parker {
                 self.exchanges.fetch_sub(1, Ordering::SeqCst);
                 Some(Job::Resume(waiting, late))
             }
-            // A head cut short by its deadline goes back to a worker for its 408.
             Parked::Client(mut client) if !late => {
                 client.readable = true;
                 Some(Job::Ready(client))
             }
-            Parked::Client(client) if !client.io.data().is_empty() => Some(Job::Ready(client)),
+            // A head cut short by its deadline goes back to a worker for its 408; so
+            // do bytes that came in time but found every worker busy [R8].
+            Parked::Client(client)
+                if !client.io.data().is_empty()
+                    || sys::peek(client.io.stream.tcp().as_raw_fd()) == sys::Peek::Data =>
+            {
+                Some(Job::Ready(client))
+            }
             Parked::Client(client) => {
                 crate::debug!("client {}: idle connection closed", client.ip);
                 None
             }
+            Parked::Closing(client, until) if !late => Some(Job::Closing(client, until)),
+            Parked::Closing(..) => None, // closed: its time to linger is over
         }
     }
 }
@@ -233,7 +251,7 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
                 // Shutting down: idle connections close at once; requests in flight stay.
                 let idle = parker
                     .table(shard)
-                    .take_where(|p, _| matches!(p, Parked::Client(_)));
+                    .take_where(|p, _| matches!(p, Parked::Client(_) | Parked::Closing(..)));
                 drop(idle);
             }
             let now = Instant::now();

@@ -26,6 +26,8 @@ pub enum Job {
     Ready(Client),
     /// A request whose backend answered, or (`true`) stayed silent past `upstreamMs`.
     Resume(Box<Waiting>, bool),
+    /// A connection being closed sent more bytes; it lingers until then.
+    Closing(Client, Instant),
 }
 
 /// Jobs that do not come from a socket event: a connection handed on with bytes
@@ -223,6 +225,7 @@ fn serve(shared: &Shared, job: Job) {
     let served = catch_unwind(AssertUnwindSafe(|| match job {
         Job::Ready(client) => conn::serve(shared, client),
         Job::Resume(waiting, timed_out) => conn::resume(shared, waiting, timed_out),
+        Job::Closing(client, until) => conn::linger(shared, client, until),
     }));
     shared.busy.fetch_sub(1, Ordering::SeqCst);
     if served.is_err() {
