@@ -1,8 +1,9 @@
 //! Whatever waits on a socket waits here instead of holding a worker [R8]: new and
-//! idle client connections until their next request arrives, and requests sent to a
-//! backend until its answer arrives. The socket goes into one epoll set (one system
-//! call) with a one-shot event; idle workers wait in that set, and the worker that
-//! gets the event serves it (`workers.rs`; the pattern of Apache's event MPM, without its hand-off
+//! idle client connections until their next request arrives, requests sent to a
+//! backend until its answer arrives, and connections being closed while their last
+//! bytes are read off. The socket goes into one epoll set (one system call) with a
+//! one-shot event; idle workers wait in that set, and the worker that gets the event
+//! serves it (`workers.rs`; the pattern of Apache's event MPM, without its hand-off
 //! thread). A sweep thread enforces deadlines: a client connection is closed at its
 //! deadline (`keepAliveMs` between requests, `headerMs` from accept) or, with part of
 //! a head, goes back to a worker for its 408; a request whose backend said nothing
