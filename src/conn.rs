@@ -171,7 +171,13 @@ pub fn serve(shared: &Shared, mut client: Client) {
         let (req, len) = match read_head(&rt, &mut client, started) {
             Ok(HeadRead::Complete(req, len)) => (req, len),
             Ok(HeadRead::Closed) => return,
-            Ok(HeadRead::Waiting) => return park(shared, &rt, client, started),
+            Ok(HeadRead::Waiting) => match park(shared, &rt, client, started) {
+                Some(more) => {
+                    client = more; // bytes came as it was being parked
+                    continue;
+                }
+                None => return,
+            },
             Err(e) => {
                 crate::debug!("client {}: {e}", client.ip);
                 let outcome = client.answer_error(e.status(), false);
@@ -186,8 +192,8 @@ pub fn serve(shared: &Shared, mut client: Client) {
         client.io.consume(len);
         client.minor = req.minor;
         client.head_request = req.method == "HEAD";
-        let outcome = match dispatch(&rt, &mut client, &req, !shared.is_stopping()) {
-            Forwarded::Done(outcome) => outcome,
+        let next = match dispatch(&rt, &mut client, &req, !shared.is_stopping()) {
+            Forwarded::Done(outcome) => after_request(shared, &rt, client, &req, outcome, started),
             Forwarded::Waiting(pending) => {
                 let waiting = Waiting {
                     client,
@@ -196,10 +202,13 @@ pub fn serve(shared: &Shared, mut client: Client) {
                     started,
                     rt,
                 };
-                return shared.parker.park_exchange(Box::new(waiting));
+                match shared.parker.park_exchange(Box::new(waiting)) {
+                    Some(answered) => finish(shared, answered, false), // already answering
+                    None => return,
+                }
             }
         };
-        match after_request(shared, &rt, client, &req, outcome, started) {
+        match next {
             Some(next) => client = next,
             None => return,
         }
@@ -219,6 +228,13 @@ pub struct Waiting {
 /// Picks up an exchange whose backend answered (or stayed silent until its deadline,
 /// `timed_out`), then goes on serving the connection.
 pub fn resume(shared: &Shared, waiting: Box<Waiting>, timed_out: bool) {
+    if let Some(client) = finish(shared, waiting, timed_out) {
+        serve(shared, client);
+    }
+}
+
+/// Relays the answer of a waiting exchange; `after_request` says what comes next.
+fn finish(shared: &Shared, waiting: Box<Waiting>, timed_out: bool) -> Option<Client> {
     let Waiting {
         mut client,
         req,
@@ -227,9 +243,7 @@ pub fn resume(shared: &Shared, waiting: Box<Waiting>, timed_out: bool) {
         rt,
     } = *waiting;
     let outcome = crate::proxy::resume(&rt, &mut client, &req, *pending, timed_out);
-    if let Some(client) = after_request(shared, &rt, client, &req, outcome, started) {
-        serve(shared, client);
-    }
+    after_request(shared, &rt, client, &req, outcome, started)
 }
 
 /// Logs a finished request and decides what the connection does next: `Some` when
@@ -269,8 +283,7 @@ fn after_request(
     // request that is already here. Pipelined bytes already read are served now,
     // unless other connections wait for a worker (fairness).
     if client.io.data().is_empty() && !client.io.stream.has_buffered() {
-        park(shared, rt, client, Instant::now());
-        return None;
+        return park(shared, rt, client, Instant::now());
     }
     if shared.queue.waiting() > 0 {
         shared.queue.push(Job::Ready(client));
@@ -321,6 +334,15 @@ fn open_tunnel(
     let client_early = client.io.data().to_vec();
     client.io.consume(client_early.len());
     client.io.shrink();
+    // The tunnel thread polls both sockets itself.
+    for (watched, fd) in [
+        (client.io.watched, client.io.stream.tcp().as_raw_fd()),
+        (backend.watched, backend.stream.as_raw_fd()),
+    ] {
+        if watched {
+            shared.parker.forget(fd);
+        }
+    }
     let early = (client_early, backend.data().to_vec());
     let idle = rt.timeouts.tunnel_idle();
     shared.tunnels.open(Tunnel::new(
@@ -372,8 +394,9 @@ fn host_without_port(host: &str) -> Option<&str> {
 
 /// Parks a waiting connection in the epoll set (`park.rs`). Between requests it may wait
 /// `keepAliveMs` for a first byte; a new connection, or one with part of a head,
-/// keeps the deadline of that head (`started` + `headerMs`).
-fn park(shared: &Shared, rt: &Runtime, mut client: Client, started: Instant) {
+/// keeps the deadline of that head (`started` + `headerMs`). Returns it when its
+/// bytes came meanwhile.
+fn park(shared: &Shared, rt: &Runtime, mut client: Client, started: Instant) -> Option<Client> {
     let between_requests = client.head_started.is_none() && client.io.data().is_empty();
     let deadline = if between_requests {
         Instant::now() + rt.timeouts.keep_alive()
@@ -382,7 +405,7 @@ fn park(shared: &Shared, rt: &Runtime, mut client: Client, started: Instant) {
         started + rt.timeouts.header()
     };
     client.io.shrink();
-    shared.park(client, deadline);
+    shared.park(client, deadline)
 }
 
 /// Routes one request and answers it [R1].
@@ -515,18 +538,24 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Reads off what a closing connection sent (without blocking: its socket is
 /// non-blocking now) and parks it again until `until`, or lets it close when the
 /// client has closed too.
-pub fn linger(shared: &Shared, client: Client, until: Instant) {
+pub fn linger(shared: &Shared, mut client: Client, until: Instant) {
     let mut sink = [0u8; 4096];
-    for _ in 0..64 {
-        match client.io.stream.tcp().read(&mut sink) {
-            Ok(0) => return, // the client closed too
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(_) => return, // reset
+    loop {
+        for _ in 0..64 {
+            match client.io.stream.tcp().read(&mut sink) {
+                Ok(0) => return, // the client closed too
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return, // reset
+            }
         }
-    }
-    // Nothing more for now, or much more: the rest is read on the next turn.
-    if !shared.is_stopping() && Instant::now() < until {
-        shared.parker.park_closing(client, until);
+        // Nothing more for now, or much more: the rest is read on the next turn.
+        if shared.is_stopping() || Instant::now() >= until {
+            return;
+        }
+        match shared.parker.park_closing(client, until) {
+            Some(more) => client = more,
+            None => return,
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! Whatever waits on a socket waits here instead of holding a worker [R8]: new and
 //! idle client connections until their next request arrives, requests sent to a
 //! backend until its answer arrives, and connections being closed while their last
-//! bytes are read off. The socket goes into one epoll set (one system call) with a
-//! one-shot event; idle workers wait in that set, and the worker that gets the event
-//! serves it (`workers.rs`; the pattern of Apache's event MPM, without its hand-off
-//! thread). A sweep thread enforces deadlines: a client connection is closed at its
+//! bytes are read off. Each socket joins one epoll set once, edge-triggered, and a
+//! table says what waits on it; idle workers wait in that set, and the worker that
+//! gets an event serves what was parked (`workers.rs`; the pattern of Apache's event
+//! MPM, without its hand-off thread). Parking again costs no system call. A sweep thread enforces deadlines: a client connection is closed at its
 //! deadline (`keepAliveMs` between requests, `headerMs` from accept) or, with part of
 //! a head, goes back to a worker for its 408; a request whose backend said nothing
 //! within `upstreamMs` goes back for its 504.
@@ -27,64 +27,74 @@ use crate::workers::{Job, Queue};
 
 /// How often deadlines are checked; a connection closes at most this late.
 const SWEEP: Duration = Duration::from_millis(50);
-/// The token of the job queue's wake-up socket (no connection has it: see `Table`).
+/// The token of the job queue's wake-up socket (no socket has it: see `Table`).
 const QUEUE: u64 = u64::MAX;
 /// The table is split in this many shards, each with its own lock, so that workers
 /// parking and waking connections at once seldom wait for each other.
 const SHARDS: usize = 16;
-/// Where a token keeps its shard number.
-const SHARD_SHIFT: u32 = 24;
 
-/// Parked things (connections) by token, each with its deadline: a slot index in the
-/// low 24 bits (a shard holds fewer connections than the open-files limit allows),
-/// the shard number in the next 8, and the slot's generation in the high 32, so an
-/// event for a connection that is gone matches nothing.
+/// The place of every registered socket, by descriptor (shard `fd % SHARDS`, index
+/// `fd / SHARDS`). A socket is registered once, edge-triggered, with the token
+/// `generation << 32 | fd`; a new socket on the same descriptor number gets the next
+/// generation, so an event for one that is gone matches nothing.
 struct Table<T> {
-    slots: Vec<(u32, Option<(T, Instant)>)>, // (generation, entry and deadline)
-    free: Vec<u32>,                          // empty slot indexes
+    slots: Vec<Slot<T>>,
+}
+
+struct Slot<T> {
+    generation: u32,
+    state: State<T>,
+}
+
+enum State<T> {
+    /// A worker has the socket (or nobody: it is closed). `missed`: an event came
+    /// meanwhile, which edge-triggered epoll will not report again.
+    Held { missed: bool },
+    /// Waiting for its next event, or for its deadline.
+    Parked(T, Instant),
 }
 
 impl<T> Table<T> {
     fn new() -> Self {
-        Table {
-            slots: Vec::new(),
-            free: Vec::new(),
+        Table { slots: Vec::new() }
+    }
+
+    fn slot(&mut self, fd: RawFd) -> &mut Slot<T> {
+        let index = fd as usize / SHARDS;
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || Slot {
+                generation: 0,
+                state: State::Held { missed: false },
+            });
         }
+        &mut self.slots[index]
     }
 
-    fn insert(&mut self, item: T, deadline: Instant) -> u64 {
-        let index = self.free.pop().unwrap_or_else(|| {
-            self.slots.push((0, None));
-            (self.slots.len() - 1) as u32
-        });
-        let slot = &mut self.slots[index as usize];
-        slot.0 = slot.0.wrapping_add(1);
-        slot.1 = Some((item, deadline));
-        u64::from(slot.0) << 32 | u64::from(index)
-    }
-
-    fn remove(&mut self, token: u64) -> Option<T> {
-        let index = (token & ((1 << SHARD_SHIFT) - 1)) as u32;
-        let slot = self.slots.get_mut(index as usize)?;
-        if u64::from(slot.0) != token >> 32 {
+    /// What an event for `token` wakes: the parked thing, taken out (`None` when the
+    /// socket is held, which notes the event, or gone).
+    fn take(&mut self, token: u64) -> Option<T> {
+        let slot = self.slot(token as u32 as RawFd);
+        if u64::from(slot.generation) != token >> 32 {
             return None;
         }
-        let (item, _) = slot.1.take()?;
-        self.free.push(index);
-        Some(item)
+        match std::mem::replace(&mut slot.state, State::Held { missed: false }) {
+            State::Parked(parked, _) => Some(parked),
+            State::Held { .. } => {
+                slot.state = State::Held { missed: true };
+                None
+            }
+        }
     }
 
-    /// Takes out every entry for which `pick(item, deadline)` holds.
+    /// Takes out every parked thing for which `pick(parked, deadline)` holds.
     fn take_where(&mut self, mut pick: impl FnMut(&T, Instant) -> bool) -> Vec<T> {
         let mut out = Vec::new();
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if slot
-                .1
-                .as_ref()
-                .is_some_and(|(item, deadline)| pick(item, *deadline))
-            {
-                out.extend(slot.1.take().map(|(item, _)| item));
-                self.free.push(index as u32);
+        for slot in &mut self.slots {
+            if matches!(&slot.state, State::Parked(p, deadline) if pick(p, *deadline)) {
+                let held = State::Held { missed: false };
+                if let State::Parked(parked, _) = std::mem::replace(&mut slot.state, held) {
+                    out.push(parked);
+                }
             }
         }
         out
@@ -118,7 +128,7 @@ impl Parker {
         let (wake, wake_rx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         let epoll = Epoll::new()?;
-        epoll.watch_once(queue.notified.as_raw_fd(), QUEUE, true)?;
+        epoll.watch(queue.notified.as_raw_fd(), QUEUE)?;
         let tables = (0..SHARDS).map(|_| Mutex::new(Table::new())).collect();
         Ok((
             Parker {
@@ -143,13 +153,10 @@ impl Parker {
         for event in &events {
             if event.u64 == QUEUE {
                 queue.drain_notifications();
-                let _ = self
-                    .epoll
-                    .watch_once(queue.notified.as_raw_fd(), QUEUE, false);
                 continue;
             }
-            let shard = (event.u64 >> SHARD_SHIFT) as usize % SHARDS;
-            let parked = self.table(shard).remove(event.u64); // lock released here
+            let shard = (event.u64 as u32 as usize) % SHARDS;
+            let parked = self.table(shard).take(event.u64); // lock released here
             jobs.extend(parked.and_then(|p| self.wake_up(p, false)));
         }
     }
@@ -162,40 +169,94 @@ impl Parker {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Parks `client` until its next bytes arrive or `deadline` passes. `new`: a
-    /// connection just accepted, never parked before.
-    pub fn park(&self, client: Client, deadline: Instant, new: bool) {
+    /// Parks `client` until its next bytes arrive or `deadline` passes. Returns it
+    /// when bytes (or the end) came while it was held: serve it now.
+    pub fn park(&self, mut client: Client, deadline: Instant) -> Option<Client> {
         let fd = client.io.stream.tcp().as_raw_fd();
-        self.watch(fd, Parked::Client(client), deadline, new);
+        let new = !std::mem::replace(&mut client.io.watched, true);
+        match self.park_socket(fd, new, Parked::Client(client), deadline)? {
+            Parked::Client(client) => Some(client),
+            _ => unreachable!("park_socket returns what it was given"),
+        }
     }
 
     /// Parks a connection we are closing until it sends more (to be read off) or
-    /// `until`, when it is closed.
-    pub fn park_closing(&self, client: Client, until: Instant) {
+    /// `until`, when it is closed. Returns it when it already sent more.
+    pub fn park_closing(&self, client: Client, until: Instant) -> Option<Client> {
         let fd = client.io.stream.tcp().as_raw_fd();
-        self.watch(fd, Parked::Closing(client, until), until, false);
+        match self.park_socket(fd, false, Parked::Closing(client, until), until)? {
+            Parked::Closing(client, _) => Some(client),
+            _ => unreachable!("park_socket returns what it was given"),
+        }
     }
 
-    /// Parks a request until its backend answers or `upstreamMs` passes.
-    pub fn park_exchange(&self, waiting: Box<Waiting>) {
+    /// Parks a request until its backend answers or `upstreamMs` passes. Returns it
+    /// when the answer has begun already.
+    pub fn park_exchange(&self, mut waiting: Box<Waiting>) -> Option<Box<Waiting>> {
+        let (fd, deadline) = (waiting.pending.backend_fd(), waiting.pending.deadline);
+        let new = !std::mem::replace(waiting.pending.watched(), true);
         self.exchanges.fetch_add(1, Ordering::SeqCst);
-        let pending = &waiting.pending;
-        let (fd, deadline, new) = (pending.backend_fd(), pending.deadline, !pending.reused());
-        self.watch(fd, Parked::Exchange(waiting), deadline, new);
+        match self.park_socket(fd, new, Parked::Exchange(waiting), deadline)? {
+            Parked::Exchange(waiting) => {
+                self.exchanges.fetch_sub(1, Ordering::SeqCst);
+                Some(waiting)
+            }
+            _ => unreachable!("park_socket returns what it was given"),
+        }
     }
 
-    fn watch(&self, fd: RawFd, parked: Parked, deadline: Instant, new: bool) {
+    /// Stops watching a socket that leaves for the tunnel thread, which polls it
+    /// itself.
+    pub fn forget(&self, fd: RawFd) {
+        let _ = self.epoll.unwatch(fd);
+        self.table(fd as usize % SHARDS).slot(fd).state = State::Held { missed: false };
+    }
+
+    /// Parks `parked`, on socket `fd` (`new`: registers it first). Returns it when an
+    /// event came while a worker held it and the socket has bytes (or its end) now.
+    fn park_socket(
+        &self,
+        fd: RawFd,
+        new: bool,
+        parked: Parked,
+        deadline: Instant,
+    ) -> Option<Parked> {
         let shard = fd as usize % SHARDS;
         let mut table = self.table(shard);
-        let token = table.insert(parked, deadline) | (shard as u64) << SHARD_SHIFT;
-        // Registered while the table is locked, so the sweep cannot take the entry
-        // before its event is set up.
-        if let Err(e) = self.epoll.watch_once(fd, token, new) {
-            crate::error!("parking a connection failed: {e}");
-            let failed = table.remove(token);
+        if new {
+            let slot = table.slot(fd);
+            slot.generation = slot.generation.wrapping_add(1);
+            let token = u64::from(slot.generation) << 32 | u64::from(fd as u32);
+            slot.state = State::Parked(parked, deadline);
+            // Registered while the table is locked, so no event or sweep can take
+            // the entry (and close the socket) before the registration is made.
+            if let Err(e) = self.epoll.watch(fd, token) {
+                crate::error!("parking a connection failed: {e}");
+                let held = State::Held { missed: false };
+                let failed = match std::mem::replace(&mut slot.state, held) {
+                    State::Parked(parked, _) => Some(parked),
+                    State::Held { .. } => None,
+                };
+                drop(table);
+                // Dropped, which closes the connection (and counts an exchange out).
+                drop(failed.and_then(|parked| self.wake_up(parked, true)));
+            }
+            return None;
+        }
+        // Edge-triggered: an event that came while a worker held the socket is not
+        // reported again, so look at the socket before parking it.
+        loop {
+            let slot = table.slot(fd);
+            if !matches!(slot.state, State::Held { missed: true }) {
+                slot.state = State::Parked(parked, deadline);
+                return None;
+            }
+            slot.state = State::Held { missed: false };
             drop(table);
-            // Dropped, which closes the connection (and counts an exchange out).
-            drop(failed.and_then(|parked| self.wake_up(parked, true)));
+            if sys::peek(fd) != sys::Peek::Quiet {
+                return Some(parked);
+            }
+            table = self.table(shard);
         }
     }
 
@@ -270,17 +331,28 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
 mod tests {
     use super::*;
 
+    fn park<T>(table: &mut Table<T>, fd: RawFd, item: T, deadline: Instant) {
+        table.slot(fd).state = State::Parked(item, deadline);
+    }
+
     #[test]
-    fn stale_tokens_match_nothing() {
+    fn stale_tokens_match_nothing_and_events_on_held_sockets_are_noted() {
         let mut table = Table::new();
         let (a, b) = (Instant::now(), Instant::now() + Duration::from_secs(1));
-        let t1 = table.insert("first", a);
-        assert_eq!(table.remove(t1), Some("first"));
-        let t2 = table.insert("second", b); // the same slot, a new generation
-        assert_eq!(t1 & 0xffff_ffff, t2 & 0xffff_ffff);
-        assert_eq!(table.remove(t1), None);
+        let fd = 37;
+        table.slot(fd).generation = 1;
+        let t1 = 1 << 32 | fd as u64;
+        park(&mut table, fd, "first", a);
+        assert_eq!(table.take(t1), Some("first"));
+        // An event while a worker holds the socket is noted, not lost.
+        assert_eq!(table.take(t1), None);
+        assert!(matches!(table.slot(fd).state, State::Held { missed: true }));
+        // A new socket on the same descriptor: the old token matches nothing.
+        table.slot(fd).generation = 2;
+        park(&mut table, fd, "second", b);
+        assert_eq!(table.take(t1), None);
         assert!(table.take_where(|_, d| d <= a).is_empty());
         assert_eq!(table.take_where(|_, d| d <= b), vec!["second"]);
-        assert_eq!(table.remove(t2), None);
+        assert_eq!(table.take(2 << 32 | fd as u64), None);
     }
 }

@@ -77,9 +77,9 @@ impl Pending {
         self.be.io.stream.as_raw_fd()
     }
 
-    /// The backend connection came from the pool (it was parked before).
-    pub fn reused(&self) -> bool {
-        self.be.reused
+    /// Whether the backend socket is registered in the parker's epoll set.
+    pub fn watched(&mut self) -> &mut bool {
+        &mut self.be.io.watched
     }
 }
 

@@ -30,6 +30,8 @@ pub struct BufStream<S> {
     start: usize, // first unread byte
     end: usize,   // one past the last read byte
     out: Vec<u8>, // bytes put but not yet written
+    /// The socket is registered in the parker's epoll set (`park.rs`).
+    pub watched: bool,
 }
 
 impl<S: Read + Write> BufStream<S> {
@@ -40,6 +42,7 @@ impl<S: Read + Write> BufStream<S> {
             start: 0,
             end: 0,
             out: Vec::new(),
+            watched: false,
         }
     }
 

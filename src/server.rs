@@ -92,11 +92,12 @@ impl Shared {
         self.stopping.load(Ordering::Relaxed)
     }
 
-    pub fn park(&self, client: Client, deadline: Instant) {
+    /// Parks `client` (`Parker::park`), unless shutting down.
+    pub fn park(&self, client: Client, deadline: Instant) -> Option<Client> {
         if self.is_stopping() {
-            return; // closing idle connections at once is part of shutting down
+            return None; // closing idle connections at once is part of shutting down
         }
-        self.parker.park(client, deadline, false);
+        self.parker.park(client, deadline)
     }
 }
 
@@ -275,7 +276,8 @@ impl Acceptor<'_> {
             if let Some(client) = self.client(stream, peer.ip(), slot, at, listener.redirect_to) {
                 // Parked at once: a worker takes it when its first bytes arrive [R8].
                 let deadline = at + self.shared.runtime().timeouts.header();
-                self.shared.parker.park(client, deadline, true);
+                // A new socket is registered: never handed back.
+                let _ = self.shared.parker.park(client, deadline);
             }
         }
     }

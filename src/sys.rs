@@ -187,34 +187,33 @@ impl Epoll {
         Ok(Epoll(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
     }
 
-    /// Watches `fd` for one readable (or hung-up) event, reported with `token`. A
-    /// descriptor stays registered after its one-shot event (until it is closed), so
-    /// this re-arms it; `new` says it was never registered, and the other operation
-    /// is tried if the first finds that wrong.
-    pub fn watch_once(&self, fd: RawFd, token: u64, new: bool) -> io::Result<()> {
-        let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
+    /// Registers `fd`, edge-triggered, for readable (or hung-up) events reported with
+    /// `token`: each new arrival is reported once, for as long as the socket is open.
+    pub fn watch(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
         let mut event = libc::epoll_event {
             events: flags as u32,
             u64: token,
         };
         let epfd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
-        let (add, modify) = (
-            (libc::EPOLL_CTL_ADD, libc::EEXIST),
-            (libc::EPOLL_CTL_MOD, libc::ENOENT),
-        );
-        let ops = if new { [add, modify] } else { [modify, add] };
-        let mut last = io::Error::from_raw_os_error(libc::ENOENT);
-        for (op, wrong_guess) in ops {
-            // SAFETY: `event` is a valid epoll_event on our stack, read by the kernel.
-            if unsafe { libc::epoll_ctl(epfd, op, fd, &mut event) } == 0 {
-                return Ok(());
-            }
-            last = io::Error::last_os_error();
-            if last.raw_os_error() != Some(wrong_guess) {
-                return Err(last);
-            }
+        // SAFETY: `event` is a valid epoll_event on our stack, read by the kernel.
+        if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
-        Err(last)
+    }
+
+    /// Stops watching `fd`.
+    pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {
+        let epfd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
+        // SAFETY: no event is passed (allowed for EPOLL_CTL_DEL since Linux 2.6.9).
+        let done = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// Waits for events into `events` (its capacity is the most taken at once);
