@@ -38,27 +38,6 @@ fn exchange(hawkey: &Hawkey, wire: &[u8]) -> (Response, TcpStream) {
     (res, s)
 }
 
-/// An answer hawkey made itself [E]: the status, a short text/plain body, and a
-/// Content-Length that matches it.
-fn assert_local(res: &Response, status: u16, what: &str) {
-    assert_eq!(res.status, status, "{what}: {}", res.head);
-    assert_eq!(
-        res.header("content-type"),
-        Some("text/plain; charset=utf-8"),
-        "{what}: {}",
-        res.head
-    );
-    let length = res.header("content-length");
-    assert_eq!(
-        length,
-        Some(res.body.len().to_string().as_str()),
-        "{what}: {}",
-        res.head
-    );
-    assert!(!res.body.is_empty(), "{what}: empty body");
-    assert!(!res.chunked, "{what}: a local answer is not chunked");
-}
-
 /// The connection is closed: reading returns end of stream, without any more bytes.
 fn assert_closed(s: &mut TcpStream, what: &str) {
     let mut rest = Vec::new();

@@ -128,37 +128,24 @@ fn describe_fds(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// A keep-alive GET on an open client connection.
-fn get_on(s: &mut TcpStream, target: &str) -> Response {
-    send(
-        s,
-        format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+/// After a client `left` at that instant: the backend connection was closed by `at`
+/// within 3 s, and the request `waiting` for the only worker is answered within 2 s.
+fn assert_freed_at_once(left: Instant, at: Instant, mut waiting: TcpStream) {
+    assert!(
+        at.duration_since(left) < Duration::from_secs(3),
+        "backend connection closed {:?} after the client left",
+        at.duration_since(left)
     );
-    read_response(s, false)
-}
-
-fn ok_bytes(body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// An answer hawkey made itself [E].
-fn assert_local(res: &Response, status: u16, what: &str) {
-    assert_eq!(res.status, status, "{what}: {}", res.head);
-    assert_eq!(
-        res.header("content-type"),
-        Some("text/plain; charset=utf-8"),
-        "{what}: {}",
-        res.head
-    );
-    assert_eq!(
-        res.header("content-length"),
-        Some(res.body.len().to_string().as_str()),
-        "{what}: {}",
-        res.head
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let res = try_read_response(&mut waiting, false)
+        .expect("the waiting request was not answered within 2 s: the worker is still held");
+    assert_eq!((res.status, res.text().as_str()), (200, "fine"));
+    assert!(
+        left.elapsed() < Duration::from_secs(2),
+        "answered after {:?}",
+        left.elapsed()
     );
 }
 
@@ -716,23 +703,7 @@ fn r8_client_vanishing_mid_upload_closes_the_backend_connection_and_frees_the_wo
         .expect("the backend connection was not closed within 5 s of the client leaving");
     assert_ended(end, "backend side of the upload");
     assert!(bytes < ANNOUNCED, "{bytes} bytes reached the backend");
-    assert!(
-        at.duration_since(left) < Duration::from_secs(3),
-        "backend connection closed {:?} after the client left",
-        at.duration_since(left)
-    );
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let res = try_read_response(&mut waiting, false)
-        .expect("the waiting request was not answered within 2 s: the worker is still held");
-    assert_eq!((res.status, res.text().as_str()), (200, "fine"));
-    assert!(
-        left.elapsed() < Duration::from_secs(2),
-        "answered after {:?}",
-        left.elapsed()
-    );
-    drop(waiting);
+    assert_freed_at_once(left, at, waiting);
     assert_fds_back(&hawkey, baseline, "after an abandoned upload");
 }
 
@@ -801,23 +772,7 @@ fn r8_client_vanishing_mid_download_closes_the_backend_connection_and_frees_the_
         Err(ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
         other => panic!("the backend's write ended with {other:?}"),
     }
-    assert!(
-        at.duration_since(left) < Duration::from_secs(3),
-        "backend connection closed {:?} after the client left",
-        at.duration_since(left)
-    );
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let res = try_read_response(&mut waiting, false)
-        .expect("the waiting request was not answered within 2 s: the worker is still held");
-    assert_eq!((res.status, res.text().as_str()), (200, "fine"));
-    assert!(
-        left.elapsed() < Duration::from_secs(2),
-        "answered after {:?}",
-        left.elapsed()
-    );
-    drop(waiting);
+    assert_freed_at_once(left, at, waiting);
     assert_fds_back(&hawkey, baseline, "after an abandoned download");
 }
 

@@ -806,7 +806,7 @@ fn r8_idle_client_connections_do_not_hold_workers() {
     let idle: Vec<TcpStream> = (0..6)
         .map(|i| {
             let mut s = hawkey.connect();
-            let res = get_on_connection(&mut s, &format!("/idle/{i}"));
+            let res = get_on(&mut s, &format!("/idle/{i}"));
             assert_eq!(res.text(), format!("GET /idle/{i} "));
             s
         })
@@ -815,7 +815,7 @@ fn r8_idle_client_connections_do_not_hold_workers() {
     assert_eq!((res.status, res.text().as_str()), (200, "GET /fresh "));
     // And the idle ones are still served when they speak again.
     for (i, mut s) in idle.into_iter().enumerate() {
-        let res = get_on_connection(&mut s, &format!("/again/{i}"));
+        let res = get_on(&mut s, &format!("/again/{i}"));
         assert_eq!(res.text(), format!("GET /again/{i} "));
     }
 }
@@ -827,7 +827,7 @@ fn r8_idle_client_connection_is_closed_after_keep_alive_ms() {
     config["timeouts"] = json!({ "keepAliveMs": 300 });
     let hawkey = Hawkey::start(config);
     let mut s = hawkey.connect();
-    assert_eq!(get_on_connection(&mut s, "/k").status, 200);
+    assert_eq!(get_on(&mut s, "/k").status, 200);
     let idle_since = Instant::now();
     assert!(is_closed(&mut s), "still open after keepAliveMs");
     let idle = idle_since.elapsed();
@@ -835,13 +835,4 @@ fn r8_idle_client_connection_is_closed_after_keep_alive_ms() {
         (Duration::from_millis(250)..Duration::from_secs(5)).contains(&idle),
         "closed after {idle:?}"
     );
-}
-
-/// A keep-alive GET on an open client connection.
-fn get_on_connection(s: &mut TcpStream, target: &str) -> Response {
-    send(
-        s,
-        format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
-    );
-    read_response(s, false)
 }

@@ -6,28 +6,11 @@ mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-
-/// A keep-alive GET on an open client connection.
-fn get_on(s: &mut TcpStream, target: &str) -> Response {
-    send(
-        s,
-        format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
-    );
-    read_response(s, false)
-}
-
-fn ok_bytes(body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
 
 /// `(connection number, method, target)` of every request a raw backend read.
 type Seen = Arc<Mutex<Vec<(usize, String, String)>>>;

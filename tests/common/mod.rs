@@ -203,6 +203,45 @@ pub fn send(s: &mut TcpStream, bytes: &[u8]) {
     s.write_all(bytes).unwrap();
 }
 
+/// A keep-alive GET on an open client connection.
+pub fn get_on(s: &mut TcpStream, target: &str) -> Response {
+    send(
+        s,
+        format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+    );
+    read_response(s, false)
+}
+
+/// The bytes of `HTTP/1.1 200 OK` with `Content-Length` and the given body.
+pub fn ok_bytes(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// An answer hawkey made itself [E]: the status, a short text/plain body, and a
+/// Content-Length that matches it.
+pub fn assert_local(res: &Response, status: u16, what: &str) {
+    assert_eq!(res.status, status, "{what}: {}", res.head);
+    assert_eq!(
+        res.header("content-type"),
+        Some("text/plain; charset=utf-8"),
+        "{what}: {}",
+        res.head
+    );
+    let length = res.header("content-length");
+    assert_eq!(
+        length,
+        Some(res.body.len().to_string().as_str()),
+        "{what}: {}",
+        res.head
+    );
+    assert!(!res.body.is_empty(), "{what}: empty body");
+    assert!(!res.chunked, "{what}: a local answer is not chunked");
+}
+
 /// A parsed response; header names lower-cased, body decoded from its framing.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -441,13 +480,7 @@ pub enum Reply {
 
 /// `HTTP/1.1 200 OK` with `Content-Length` and the given body.
 pub fn ok(body: &str) -> Reply {
-    Reply::Bytes(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
+    Reply::Bytes(ok_bytes(body))
 }
 
 /// A backend on 127.0.0.1:0; counts accepted connections and records requests.
