@@ -1,8 +1,8 @@
 //! The fixed set of worker threads. Each waits in the parker's epoll set for ready
 //! sockets (a connection whose request has begun, a backend whose answer has), takes
 //! a batch of them and serves them in turn with ordinary blocking code, which does
-//! not block since the socket is ready; a few jobs come through a queue instead. A panic while serving one
-//! connection is caught here and logged; the worker goes on.
+//! not block since the socket is ready; a few jobs come through a queue instead. A
+//! panic while serving one connection is caught here and logged; the worker goes on.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -26,7 +26,7 @@ pub enum Job {
     Ready(Client),
     /// A request whose backend answered, or (`true`) stayed silent past `upstreamMs`.
     Resume(Box<Waiting>, bool),
-    /// A connection being closed sent more bytes; it lingers until then.
+    /// A connection being closed sent more bytes; it lingers until the given time.
     Closing(Client, Instant),
 }
 
