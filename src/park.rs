@@ -4,10 +4,11 @@
 //! bytes are read off. Each socket joins one epoll set once, edge-triggered, and a
 //! table says what waits on it; idle workers wait in that set, and the worker that
 //! gets an event serves what was parked (`workers.rs`; the pattern of Apache's event
-//! MPM, without its hand-off thread). Parking again costs no system call. A sweep thread enforces deadlines: a client connection is closed at its
-//! deadline (`keepAliveMs` between requests, `headerMs` from accept) or, with part of
-//! a head, goes back to a worker for its 408; a request whose backend said nothing
-//! within `upstreamMs` goes back for its 504.
+//! MPM, without its hand-off thread). Parking again costs no system call. A sweep
+//! thread enforces deadlines: a client connection is closed at its deadline
+//! (`keepAliveMs` between requests, `headerMs` from accept) or, with part of a head,
+//! goes back to a worker for its 408; a request whose backend said nothing within
+//! `upstreamMs` goes back for its 504.
 //!
 //! Deadlines are checked every `SWEEP` rather than kept in a timer structure: at the
 //! connection counts hawkey is sized for, scanning the table a few times a second
@@ -70,15 +71,15 @@ impl<T> Table<T> {
         &mut self.slots[index]
     }
 
-    /// What an event for `token` wakes: the parked thing, taken out (`None` when the
-    /// socket is held, which notes the event, or gone).
-    fn take(&mut self, token: u64) -> Option<T> {
+    /// What an event for `token` wakes: the parked thing and its deadline, taken out
+    /// (`None` when the socket is held, which notes the event, or gone).
+    fn take(&mut self, token: u64) -> Option<(T, Instant)> {
         let slot = self.slot(token as u32 as RawFd);
         if u64::from(slot.generation) != token >> 32 {
             return None;
         }
         match std::mem::replace(&mut slot.state, State::Held { missed: false }) {
-            State::Parked(parked, _) => Some(parked),
+            State::Parked(parked, deadline) => Some((parked, deadline)),
             State::Held { .. } => {
                 slot.state = State::Held { missed: true };
                 None
@@ -86,14 +87,15 @@ impl<T> Table<T> {
         }
     }
 
-    /// Takes out every parked thing for which `pick(parked, deadline)` holds.
-    fn take_where(&mut self, mut pick: impl FnMut(&T, Instant) -> bool) -> Vec<T> {
+    /// Takes out every parked thing (with its deadline) for which `pick(parked,
+    /// deadline)` holds.
+    fn take_where(&mut self, mut pick: impl FnMut(&T, Instant) -> bool) -> Vec<(T, Instant)> {
         let mut out = Vec::new();
         for slot in &mut self.slots {
             if matches!(&slot.state, State::Parked(p, deadline) if pick(p, *deadline)) {
                 let held = State::Held { missed: false };
-                if let State::Parked(parked, _) = std::mem::replace(&mut slot.state, held) {
-                    out.push(parked);
+                if let State::Parked(parked, deadline) = std::mem::replace(&mut slot.state, held) {
+                    out.push((parked, deadline));
                 }
             }
         }
@@ -108,8 +110,8 @@ enum Parked {
     /// A request, for its backend's answer.
     Exchange(Box<Waiting>),
     /// A connection being closed, whose bytes are read off until it closes too or
-    /// its time is up (`conn.rs` `close`).
-    Closing(Client, Instant),
+    /// its deadline passes (`conn.rs` `close`).
+    Closing(Client),
 }
 
 /// Where workers park connections.
@@ -157,7 +159,7 @@ impl Parker {
             }
             let shard = (event.u64 as u32 as usize) % SHARDS;
             let parked = self.table(shard).take(event.u64); // lock released here
-            jobs.extend(parked.and_then(|p| self.wake_up(p, false)));
+            jobs.extend(parked.and_then(|(p, deadline)| self.wake_up(p, deadline, false)));
         }
     }
 
@@ -174,20 +176,14 @@ impl Parker {
     pub fn park(&self, mut client: Client, deadline: Instant) -> Option<Client> {
         let fd = client.io.stream.tcp().as_raw_fd();
         let new = !std::mem::replace(&mut client.io.watched, true);
-        match self.park_socket(fd, new, Parked::Client(client), deadline)? {
-            Parked::Client(client) => Some(client),
-            _ => unreachable!("park_socket returns what it was given"),
-        }
+        self.park_socket(fd, new, client, deadline, Parked::Client)
     }
 
     /// Parks a connection we are closing until it sends more (to be read off) or
     /// `until`, when it is closed. Returns it when it already sent more.
     pub fn park_closing(&self, client: Client, until: Instant) -> Option<Client> {
         let fd = client.io.stream.tcp().as_raw_fd();
-        match self.park_socket(fd, false, Parked::Closing(client, until), until)? {
-            Parked::Closing(client, _) => Some(client),
-            _ => unreachable!("park_socket returns what it was given"),
-        }
+        self.park_socket(fd, false, client, until, Parked::Closing)
     }
 
     /// Parks a request until its backend answers or `upstreamMs` passes. Returns it
@@ -196,13 +192,11 @@ impl Parker {
         let (fd, deadline) = (waiting.pending.backend_fd(), waiting.pending.deadline);
         let new = !std::mem::replace(waiting.pending.watched(), true);
         self.exchanges.fetch_add(1, Ordering::SeqCst);
-        match self.park_socket(fd, new, Parked::Exchange(waiting), deadline)? {
-            Parked::Exchange(waiting) => {
-                self.exchanges.fetch_sub(1, Ordering::SeqCst);
-                Some(waiting)
-            }
-            _ => unreachable!("park_socket returns what it was given"),
+        let answered = self.park_socket(fd, new, waiting, deadline, Parked::Exchange);
+        if answered.is_some() {
+            self.exchanges.fetch_sub(1, Ordering::SeqCst);
         }
+        answered
     }
 
     /// Stops watching a socket that leaves for the tunnel thread, which polls it
@@ -212,22 +206,24 @@ impl Parker {
         self.table(fd as usize % SHARDS).slot(fd).state = State::Held { missed: false };
     }
 
-    /// Parks `parked`, on socket `fd` (`new`: registers it first). Returns it when an
-    /// event came while a worker held it and the socket has bytes (or its end) now.
-    fn park_socket(
+    /// Parks `item` (as `as_parked(item)`) on socket `fd` (`new`: registers it first).
+    /// Returns it when an event came while a worker held the socket and the socket
+    /// has bytes (or its end) now.
+    fn park_socket<T>(
         &self,
         fd: RawFd,
         new: bool,
-        parked: Parked,
+        item: T,
         deadline: Instant,
-    ) -> Option<Parked> {
+        as_parked: fn(T) -> Parked,
+    ) -> Option<T> {
         let shard = fd as usize % SHARDS;
         let mut table = self.table(shard);
         if new {
             let slot = table.slot(fd);
             slot.generation = slot.generation.wrapping_add(1);
             let token = u64::from(slot.generation) << 32 | u64::from(fd as u32);
-            slot.state = State::Parked(parked, deadline);
+            slot.state = State::Parked(as_parked(item), deadline);
             // Registered while the table is locked, so no event or sweep can take
             // the entry (and close the socket) before the registration is made.
             if let Err(e) = self.epoll.watch(fd, token) {
@@ -239,7 +235,7 @@ impl Parker {
                 };
                 drop(table);
                 // Dropped, which closes the connection (and counts an exchange out).
-                drop(failed.and_then(|parked| self.wake_up(parked, true)));
+                drop(failed.and_then(|parked| self.wake_up(parked, deadline, true)));
             }
             return None;
         }
@@ -248,13 +244,13 @@ impl Parker {
         loop {
             let slot = table.slot(fd);
             if !matches!(slot.state, State::Held { missed: true }) {
-                slot.state = State::Parked(parked, deadline);
+                slot.state = State::Parked(as_parked(item), deadline);
                 return None;
             }
             slot.state = State::Held { missed: false };
             drop(table);
             if sys::peek(fd) != sys::Peek::Quiet {
-                return Some(parked);
+                return Some(item);
             }
             table = self.table(shard);
         }
@@ -269,9 +265,9 @@ impl Parker {
         let _ = (&self.wake).write(&[1]);
     }
 
-    /// What a parked thing turns into when its socket is ready or its time is up
-    /// (`late`): a job, or (an idle connection past its deadline) nothing.
-    fn wake_up(&self, parked: Parked, late: bool) -> Option<Job> {
+    /// What a parked thing turns into when its socket is ready or its `deadline` has
+    /// passed (`late`): a job, or (an idle connection past its deadline) nothing.
+    fn wake_up(&self, parked: Parked, deadline: Instant, late: bool) -> Option<Job> {
         match parked {
             Parked::Exchange(waiting) => {
                 self.exchanges.fetch_sub(1, Ordering::SeqCst);
@@ -293,8 +289,8 @@ impl Parker {
                 crate::debug!("client {}: idle connection closed", client.ip);
                 None
             }
-            Parked::Closing(client, until) if !late => Some(Job::Closing(client, until)),
-            Parked::Closing(..) => None, // closed: its time to linger is over
+            Parked::Closing(client) if !late => Some(Job::Closing(client, deadline)),
+            Parked::Closing(_) => None, // closed: its time to linger is over
         }
     }
 }
@@ -313,14 +309,17 @@ pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
                 // Shutting down: idle connections close at once; requests in flight stay.
                 let idle = parker
                     .table(shard)
-                    .take_where(|p, _| matches!(p, Parked::Client(_) | Parked::Closing(..)));
+                    .take_where(|p, _| matches!(p, Parked::Client(_) | Parked::Closing(_)));
                 drop(idle);
             }
             let now = Instant::now();
             let expired = parker
                 .table(shard)
                 .take_where(|_, deadline| deadline <= now); // closed outside the lock
-            for job in expired.into_iter().filter_map(|p| parker.wake_up(p, true)) {
+            let jobs = expired
+                .into_iter()
+                .filter_map(|(p, d)| parker.wake_up(p, d, true));
+            for job in jobs {
                 shared.queue.push(job);
             }
         }
@@ -343,7 +342,7 @@ mod tests {
         table.slot(fd).generation = 1;
         let t1 = 1 << 32 | fd as u64;
         park(&mut table, fd, "first", a);
-        assert_eq!(table.take(t1), Some("first"));
+        assert_eq!(table.take(t1), Some(("first", a)));
         // An event while a worker holds the socket is noted, not lost.
         assert_eq!(table.take(t1), None);
         assert!(matches!(table.slot(fd).state, State::Held { missed: true }));
@@ -352,7 +351,7 @@ mod tests {
         park(&mut table, fd, "second", b);
         assert_eq!(table.take(t1), None);
         assert!(table.take_where(|_, d| d <= a).is_empty());
-        assert_eq!(table.take_where(|_, d| d <= b), vec!["second"]);
+        assert_eq!(table.take_where(|_, d| d <= b), vec![("second", b)]);
         assert_eq!(table.take(2 << 32 | fd as u64), None);
     }
 }
