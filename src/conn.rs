@@ -25,6 +25,7 @@ use crate::server::{Runtime, Shared};
 use crate::stream::ClientStream;
 use crate::sys::Peek;
 use crate::tunnel::Tunnel;
+use crate::upstream::Authority;
 use crate::workers::Job;
 
 /// Most bytes of an unwanted request body read and dropped to keep the connection.
@@ -73,7 +74,7 @@ pub struct Outcome {
     pub status: u16,
     pub keep_alive: bool,
     pub body_bytes: u64,
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<Authority>>,
     /// After a 101: the backend connection to tunnel to [R7].
     pub tunnel: Option<BufStream<TcpStream>>,
 }
@@ -219,7 +220,7 @@ pub fn serve(shared: &Shared, mut client: Client) {
 pub struct Waiting {
     pub client: Client,
     req: RequestHead,
-    pub pending: Box<Pending>,
+    pub pending: Pending,
     started: Instant,
     /// The config the request started with; it finishes on it.
     rt: Arc<Runtime>,
@@ -242,7 +243,7 @@ fn finish(shared: &Shared, waiting: Box<Waiting>, timed_out: bool) -> Option<Cli
         started,
         rt,
     } = *waiting;
-    let outcome = crate::proxy::resume(&rt, &mut client, &req, *pending, timed_out);
+    let outcome = crate::proxy::resume(&rt, &mut client, &req, pending, timed_out);
     after_request(shared, &rt, client, &req, outcome, started)
 }
 
@@ -262,7 +263,7 @@ fn after_request(
         req.method,
         req.target,
         outcome.status,
-        outcome.upstream.as_deref().unwrap_or("-")
+        outcome.upstream.as_ref().map_or("-", |a| a.text.as_str())
     );
     let entry = shared.log.is_on().then(|| {
         let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
@@ -311,7 +312,7 @@ fn log_entry(
         referer: req.and_then(|r| r.first("referer")).map(<[u8]>::to_vec),
         user_agent: req.and_then(|r| r.first("user-agent")).map(<[u8]>::to_vec),
         elapsed,
-        upstream: outcome.upstream.clone(),
+        upstream: outcome.upstream.as_ref().map(|a| a.text.clone()),
     }
 }
 

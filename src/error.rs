@@ -8,6 +8,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use crate::upstream::Authority;
 
 /// A start-up failure: the file and what is wrong in it (serde_json adds line and column).
@@ -118,7 +120,7 @@ pub enum ProxyError {
     /// Connecting to, writing to or reading from `authority` failed. `reused` and
     /// `response_byte_seen` decide whether the request may be retried [R5].
     Backend {
-        authority: Authority,
+        authority: Arc<Authority>,
         fault: BackendFault,
         reused: bool,
         response_byte_seen: bool,

@@ -15,6 +15,7 @@
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::body::{BodyLength, response_body_length};
@@ -60,7 +61,7 @@ pub enum Forwarded {
     Done(Outcome),
     /// The request is sent and the backend has not answered yet: call `resume` when
     /// `backend_fd` is readable, or at `deadline` (`upstreamMs`).
-    Waiting(Box<Pending>),
+    Waiting(Pending),
 }
 
 /// An exchange waiting for its backend's answer.
@@ -131,7 +132,7 @@ pub fn forward(
     // [R6]: round robin over the authorities not marked down; if every one is, all
     // are tried, so a route never fails without trying.
     let now = Instant::now();
-    let (up, down): (Vec<&Authority>, Vec<&Authority>) =
+    let (up, down): (Vec<&Arc<Authority>>, Vec<&Arc<Authority>>) =
         route.in_turn().partition(|a| !rt.pools.get(a).is_down(now));
     let candidates = if up.is_empty() { down } else { up };
     let mut refused = Vec::new();
@@ -146,12 +147,12 @@ pub fn forward(
             Ok(Sent::Done(outcome)) => return Forwarded::Done(outcome),
             Ok(Sent::Waiting(be)) => {
                 let deadline = Instant::now() + rt.timeouts.upstream();
-                return Forwarded::Waiting(Box::new(Pending {
+                return Forwarded::Waiting(Pending {
                     x,
                     be,
                     fresh: false,
                     deadline,
-                }));
+                });
             }
             Err(
                 err @ ProxyError::Backend {
@@ -190,7 +191,7 @@ pub fn resume(
     let Pending {
         mut x, be, fresh, ..
     } = pending;
-    let authority = be.authority.clone();
+    let authority = Arc::clone(&be.authority);
     let result = match timed_out {
         true => Err(be.fault(BackendFault::Timeout, false)),
         false => receive(rt, client, &mut x, be, None),
@@ -234,7 +235,7 @@ enum Sent {
 /// start with a new connection, and finish here (this is the retry).
 fn try_authority(
     rt: &Runtime,
-    authority: &Authority,
+    authority: &Arc<Authority>,
     client: &mut Client,
     req: &RequestHead,
     x: &mut Exchange,
@@ -278,13 +279,13 @@ fn fail(
     req: &RequestHead,
     x: &Exchange,
     err: ProxyError,
-    authority: &Authority,
+    authority: &Arc<Authority>,
 ) -> Outcome {
     match &err {
         ProxyError::ClientGone(_) => crate::debug!("{err}"),
         _ => crate::warn!("{} {}: {err}", req.method, req.target),
     }
-    let upstream = Some(authority.text.clone());
+    let upstream = Some(Arc::clone(authority));
     match status_for(&err) {
         Some(status) if !x.response_started => {
             let keep = x.keep_alive && x.body_done && !matches!(err, ProxyError::Head(_));
@@ -307,7 +308,7 @@ fn fail(
 
 /// The backend side of one attempt.
 struct Backend {
-    authority: Authority,
+    authority: Arc<Authority>,
     io: BufStream<TcpStream>,
     /// Borrowed from the pool rather than newly connected [R5].
     reused: bool,
@@ -363,7 +364,7 @@ fn read_fault(e: io::Error) -> BackendFault {
 /// backend, and its final answer if it came before the body (`Expect`).
 fn send(
     rt: &Runtime,
-    authority: &Authority,
+    authority: &Arc<Authority>,
     client: &mut Client,
     req: &RequestHead,
     x: &mut Exchange,
@@ -384,7 +385,7 @@ fn send(
         if reused { "reused" } else { "new" }
     );
     let mut be = Backend {
-        authority: authority.clone(),
+        authority: Arc::clone(authority),
         io,
         reused,
         max_head: rt.max_header_bytes,
@@ -457,7 +458,7 @@ fn receive(
         status: res.status,
         keep_alive,
         body_bytes,
-        upstream: Some(be.authority.text),
+        upstream: Some(be.authority),
         tunnel: None,
     })
 }
@@ -483,13 +484,13 @@ fn switch_protocols(
         status: 101,
         keep_alive: false,
         body_bytes: 0,
-        upstream: Some(be.authority.text),
+        upstream: Some(be.authority),
         tunnel: Some(be.io),
     })
 }
 
 /// A new connection, with `upstreamMs` as the limit on every read and write.
-fn connect(rt: &Runtime, authority: &Authority) -> Result<TcpStream, ProxyError> {
+fn connect(rt: &Runtime, authority: &Arc<Authority>) -> Result<TcpStream, ProxyError> {
     let timeout = Some(rt.timeouts.upstream());
     let connected = authority.connect(rt.timeouts.connect()).and_then(|stream| {
         stream.set_read_timeout(timeout)?;
@@ -497,7 +498,7 @@ fn connect(rt: &Runtime, authority: &Authority) -> Result<TcpStream, ProxyError>
         Ok(stream)
     });
     connected.map_err(|e| ProxyError::Backend {
-        authority: authority.clone(),
+        authority: Arc::clone(authority),
         fault: BackendFault::Connect(e),
         reused: false,
         response_byte_seen: false,

@@ -4,6 +4,7 @@
 //! A route also keeps the round-robin turn over its authorities [R6].
 
 use regex::Regex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{HttpVersion, RouteConfig};
@@ -12,8 +13,8 @@ use crate::upstream::Authority;
 #[derive(Debug)]
 pub struct Route {
     pub regex: Regex,
-    /// One or more backends, as configured.
-    pub authorities: Vec<Authority>,
+    /// One or more backends, as configured (shared with the exchanges using them).
+    pub authorities: Vec<Arc<Authority>>,
     /// The version spoken to the backends.
     pub http_version: HttpVersion,
     /// Forward the client's Host instead of the backend authority.
@@ -26,7 +27,7 @@ impl Route {
     pub fn new(config: &RouteConfig) -> Route {
         Route {
             regex: config.path_reg_exp.0.clone(),
-            authorities: config.authority.0.clone(),
+            authorities: config.authority.0.iter().cloned().map(Arc::new).collect(),
             http_version: config.http_version,
             preserve_host: config.preserve_host,
             next: AtomicUsize::new(0),
@@ -35,7 +36,7 @@ impl Route {
 
     /// The authorities in the order this request tries them [R6]: each request
     /// starts one further along the list than the one before.
-    pub fn in_turn(&self) -> impl Iterator<Item = &Authority> {
+    pub fn in_turn(&self) -> impl Iterator<Item = &Arc<Authority>> {
         let n = self.authorities.len();
         let start = if n == 1 {
             0

@@ -49,7 +49,9 @@ impl Runtime {
         let routes: Vec<Route> = config.proxy.iter().map(Route::new).collect();
         let pool = &config.upstream_pool;
         let pools = Pools::new(
-            routes.iter().flat_map(|r| &r.authorities),
+            routes
+                .iter()
+                .flat_map(|r| r.authorities.iter().map(|a| &**a)),
             pool.max_idle_per_authority,
             std::time::Duration::from_millis(pool.idle_timeout_ms),
         );
