@@ -159,7 +159,8 @@ impl ChunkedDecoder {
         let mut i = 0;
         while i < input.len() {
             if let State::Data(left) = self.state {
-                let n = left.min((input.len() - i) as u64) as usize;
+                let available = input.len() - i;
+                let n = usize::try_from(left).map_or(available, |left| left.min(available));
                 self.state = if n as u64 == left {
                     State::DataCr
                 } else {

@@ -20,7 +20,7 @@ use crate::upstream::Authority;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
-    #[serde(default = "default_port")]
+    #[serde(default = "default_port", deserialize_with = "port")]
     pub port: u16,
     #[serde(default = "default_host")]
     pub host: ListenHost,
@@ -32,11 +32,18 @@ pub struct Config {
     pub proxy: Vec<RouteConfig>,
     #[serde(default)]
     pub env: Env,
-    #[serde(default = "default_workers")]
+    /// Worker threads; 0 in the file means one per CPU, resolved by `parse`.
+    #[serde(default = "default_workers", deserialize_with = "workers")]
     pub workers: usize,
-    #[serde(default = "default_max_connections")]
+    #[serde(
+        default = "default_max_connections",
+        deserialize_with = "max_connections"
+    )]
     pub max_connections: usize,
-    #[serde(default = "default_max_header_bytes")]
+    #[serde(
+        default = "default_max_header_bytes",
+        deserialize_with = "max_header_bytes"
+    )]
     pub max_header_bytes: usize,
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -44,6 +51,7 @@ pub struct Config {
     pub upstream_pool: UpstreamPool,
     #[serde(default)]
     pub trusted_proxies: Vec<Cidr>,
+    #[serde(default, deserialize_with = "http_port")]
     pub http_port: Option<u16>,
 }
 
@@ -82,11 +90,17 @@ pub enum Env {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Timeouts {
+    #[serde(deserialize_with = "connect_ms")]
     pub connect_ms: u64,
+    #[serde(deserialize_with = "header_ms")]
     pub header_ms: u64,
+    #[serde(deserialize_with = "keep_alive_ms")]
     pub keep_alive_ms: u64,
+    #[serde(deserialize_with = "upstream_ms")]
     pub upstream_ms: u64,
+    #[serde(deserialize_with = "tunnel_idle_ms")]
     pub tunnel_idle_ms: u64,
+    #[serde(deserialize_with = "shutdown_ms")]
     pub shutdown_ms: u64,
 }
 
@@ -124,7 +138,9 @@ impl Timeouts {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct UpstreamPool {
+    #[serde(deserialize_with = "max_idle_per_authority")]
     pub max_idle_per_authority: usize,
+    #[serde(deserialize_with = "idle_timeout_ms")]
     pub idle_timeout_ms: u64,
 }
 
@@ -135,6 +151,109 @@ impl Default for UpstreamPool {
             idle_timeout_ms: 4_000,
         }
     }
+}
+
+/// The longest timeout: 2^31 − 1 ms (24.8 days), the most poll(2) and epoll_wait(2)
+/// wait at once, and Node's `setTimeout` limit too.
+pub const MAX_MS: u64 = i32::MAX as u64;
+
+/// Most open client connections: each may hold two descriptors (its own and a
+/// backend's), and descriptor numbers are below 2^31.
+const MAX_CONNECTIONS: u64 = (i32::MAX as u64 - 64) / 2;
+
+/// A number of the config with its allowed range [K]. Read through serde, so that
+/// serde_json adds the line and column; the message names the key.
+struct Ranged {
+    key: &'static str,
+    min: u64,
+    max: u64,
+}
+
+impl<'de> Visitor<'de> for Ranged {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{}: a whole number from {} to {}",
+            self.key, self.min, self.max
+        )
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+        if (self.min..=self.max).contains(&n) {
+            return Ok(n);
+        }
+        Err(E::custom(format_args!(
+            "{}: {n} is out of range, use a whole number from {} to {}",
+            self.key, self.min, self.max
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+        match u64::try_from(n) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::invalid_value(de::Unexpected::Signed(n), &self)),
+        }
+    }
+}
+
+impl Ranged {
+    fn read<'de, D: Deserializer<'de>, T: TryFrom<u64>>(self, d: D) -> Result<T, D::Error> {
+        let key = self.key;
+        let n = d.deserialize_u64(self)?;
+        T::try_from(n).map_err(|_| de::Error::custom(format_args!("{key}: {n} is too large here")))
+    }
+}
+
+/// `deserialize_with` functions, one per number: its key and its range.
+macro_rules! ranged {
+    ($($name:ident: $type:ty = $key:literal in $min:expr, $max:expr;)*) => {$(
+        fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$type, D::Error> {
+            Ranged { key: $key, min: $min, max: $max }.read(d)
+        }
+    )*};
+}
+
+ranged! {
+    port: u16 = "port" in 0, 65_535;
+    workers: usize = "workers" in 0, 1024;
+    max_connections: usize = "maxConnections" in 1, MAX_CONNECTIONS;
+    max_header_bytes: usize = "maxHeaderBytes" in 1024, 16 << 20;
+    connect_ms: u64 = "timeouts.connectMs" in 1, MAX_MS;
+    header_ms: u64 = "timeouts.headerMs" in 1, MAX_MS;
+    keep_alive_ms: u64 = "timeouts.keepAliveMs" in 1, MAX_MS;
+    upstream_ms: u64 = "timeouts.upstreamMs" in 1, MAX_MS;
+    tunnel_idle_ms: u64 = "timeouts.tunnelIdleMs" in 1, MAX_MS;
+    shutdown_ms: u64 = "timeouts.shutdownMs" in 1, MAX_MS;
+    max_idle_per_authority: usize = "upstreamPool.maxIdlePerAuthority" in 0, 65_536;
+    idle_timeout_ms: u64 = "upstreamPool.idleTimeoutMs" in 1, MAX_MS;
+}
+
+/// `httpPort`: a port, or null (the default: no redirect listener).
+fn http_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    struct MaybePort;
+    impl<'de> Visitor<'de> for MaybePort {
+        type Value = Option<u16>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("httpPort: a port from 0 to 65535, or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<u16>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<u16>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u16>, D::Error> {
+            let port = Ranged {
+                key: "httpPort",
+                min: 0,
+                max: 65_535,
+            };
+            port.read(d).map(Some)
+        }
+    }
+    d.deserialize_option(MaybePort)
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,7 +455,7 @@ impl Config {
 
     /// JSON and every check that needs no file system.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
         match (&config.server_root, &config.static_dir) {
             (Some(_), None) => {
                 return Err("serverRoot is set but staticDir is not: they go together".into());
@@ -350,13 +469,7 @@ impl Config {
             return Err("httpPort is set but pems is not: the redirect listener needs a TLS listener to point to".into());
         }
         if config.workers == 0 {
-            return Err("workers must be at least 1".into());
-        }
-        if config.max_connections == 0 {
-            return Err("maxConnections must be at least 1".into());
-        }
-        if config.max_header_bytes < 1024 {
-            return Err("maxHeaderBytes must be at least 1024".into());
+            config.workers = std::thread::available_parallelism().map_or(1, usize::from);
         }
         Ok(config)
     }

@@ -6,6 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Days since 1970-01-01 → (year, month 1–12, day 1–31). Howard Hinnant's
 /// `civil_from_days`, valid for every date after the epoch.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "day and month are computed in 1..=31 and 1..=12"
+)]
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -21,10 +26,16 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// (year, month, day, hour, minute, second) in UTC.
 pub fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = unix_secs(t);
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400) as u32;
+    let s = u32::try_from(secs.rem_euclid(86_400)).unwrap_or(0); // below 86 400
     (y, mo, d, s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Seconds since the epoch (0 before it).
+fn unix_secs(t: SystemTime) -> i64 {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// `2026-11-24T10:00:00Z`, for stderr lines.
@@ -49,8 +60,8 @@ pub fn common_log(t: SystemTime) -> String {
 
 /// `Tue, 24 Nov 2026 10:00:00 GMT`, RFC 9110's IMF-fixdate.
 pub fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let weekday = WEEKDAYS[secs.div_euclid(86_400).rem_euclid(7) as usize];
+    let day = unix_secs(t).div_euclid(86_400);
+    let weekday = WEEKDAYS[usize::try_from(day.rem_euclid(7)).unwrap_or(0)];
     let (y, mo, d, h, mi, s) = utc_parts(t);
     format!(
         "{weekday}, {d:02} {} {y:04} {h:02}:{mi:02}:{s:02} GMT",
@@ -58,18 +69,24 @@ pub fn http_date(t: SystemTime) -> String {
     )
 }
 
-/// Parses an IMF-fixdate (the only form RFC 9110 lets senders generate); `None`
-/// for anything else, which a conditional request then ignores.
+/// Parses an IMF-fixdate (the only form RFC 9110 lets senders generate): its day,
+/// hour, minute and second have two digits and its year four, so no date it accepts
+/// overflows the arithmetic. `None` for anything else, which a conditional request
+/// then ignores.
 pub fn parse_http_date(text: &str) -> Option<SystemTime> {
     let rest = text.trim().split_once(", ")?.1;
     let mut parts = rest.split(' ');
-    let day: u32 = parts.next()?.parse().ok()?;
+    let digits = |s: &str, n: usize| -> Option<u32> {
+        (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let day = digits(parts.next()?, 2)?;
     let month = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut clock = parts.next()?.split(':').map(|p| p.parse::<u32>().ok());
+    let month = u32::try_from(MONTHS.iter().position(|m| *m == month)?).ok()? + 1;
+    let year = i64::from(digits(parts.next()?, 4)?);
+    let mut clock = parts.next()?.split(':').map(|p| digits(p, 2));
     let (h, mi, s) = (clock.next()??, clock.next()??, clock.next()??);
-    if parts.next() != Some("GMT")
+    if clock.next().is_some()
+        || parts.next() != Some("GMT")
         || parts.next().is_some()
         || h > 23
         || mi > 59
@@ -119,6 +136,18 @@ mod tests {
         assert_eq!(parse_http_date("Tuesday, 24-Nov-26 10:00:00 GMT"), None);
         assert_eq!(parse_http_date("Tue, 24 Nov 2026 10:00:00 UTC"), None);
         assert_eq!(parse_http_date("garbage"), None);
+        for absurd in [
+            "Tue, 24 Nov 99999999999999 10:00:00 GMT",
+            "Tue, 24 Nov -9223372036854775808 10:00:00 GMT",
+            "Tue, 24 Nov 02026 10:00:00 GMT",
+            "Tue, 4 Nov 2026 10:00:00 GMT",
+            "Tue, 24 Nov 2026 10:00:00:00 GMT",
+            "Tue, 24 Nov 2026 +1:00:00 GMT",
+        ] {
+            assert_eq!(parse_http_date(absurd), None, "{absurd}");
+        }
+        let last = parse_http_date("Fri, 31 Dec 9999 23:59:60 GMT").unwrap();
+        assert!(last > t);
     }
 
     fn days_from_civil_of(days: i64) -> i64 {

@@ -17,6 +17,14 @@
 //! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`,
 //! `signals.rs`, and `sys.rs`, the one module with `unsafe` code.
 #![deny(unsafe_code)]
+// [P]: hawkey ships for 32-bit targets too, where `usize` is 32 bits: a length,
+// offset or count is converted with `try_from` (or kept in `u64`), never with a
+// lossy `as`. The few casts left carry an `allow` with the reason they are exact.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod access_log;

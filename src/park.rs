@@ -61,7 +61,7 @@ impl<T> Table<T> {
     }
 
     fn slot(&mut self, fd: RawFd) -> &mut Slot<T> {
-        let index = fd as usize / SHARDS;
+        let index = fd_index(fd) / SHARDS;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || Slot {
                 generation: 0,
@@ -74,7 +74,7 @@ impl<T> Table<T> {
     /// What an event for `token` wakes: the parked thing and its deadline, taken out
     /// (`None` when the socket is held, which notes the event, or gone).
     fn take(&mut self, token: u64) -> Option<(T, Instant)> {
-        let slot = self.slot(token as u32 as RawFd);
+        let slot = self.slot(token_fd(token));
         if u64::from(slot.generation) != token >> 32 {
             return None;
         }
@@ -101,6 +101,16 @@ impl<T> Table<T> {
         }
         out
     }
+}
+
+/// A descriptor as an index (descriptors are never negative).
+fn fd_index(fd: RawFd) -> usize {
+    usize::try_from(fd).unwrap_or(0)
+}
+
+/// The descriptor in the low 32 bits of a token (see `Table`).
+fn token_fd(token: u64) -> RawFd {
+    RawFd::try_from(token & u64::from(u32::MAX)).unwrap_or(-1)
 }
 
 /// What waits in the epoll set.
@@ -157,7 +167,7 @@ impl Parker {
                 queue.drain_notifications();
                 continue;
             }
-            let shard = (event.u64 as u32 as usize) % SHARDS;
+            let shard = fd_index(token_fd(event.u64)) % SHARDS;
             let parked = self.table(shard).take(event.u64); // lock released here
             jobs.extend(parked.and_then(|(p, deadline)| self.wake_up(p, deadline, false)));
         }
@@ -203,7 +213,7 @@ impl Parker {
     /// itself.
     pub fn forget(&self, fd: RawFd) {
         let _ = self.epoll.unwatch(fd);
-        self.table(fd as usize % SHARDS).slot(fd).state = State::Held { missed: false };
+        self.table(fd_index(fd) % SHARDS).slot(fd).state = State::Held { missed: false };
     }
 
     /// Parks `item` (as `as_parked(item)`) on socket `fd` (`new`: registers it first).
@@ -217,12 +227,12 @@ impl Parker {
         deadline: Instant,
         as_parked: fn(T) -> Parked,
     ) -> Option<T> {
-        let shard = fd as usize % SHARDS;
+        let shard = fd_index(fd) % SHARDS;
         let mut table = self.table(shard);
         if new {
             let slot = table.slot(fd);
             slot.generation = slot.generation.wrapping_add(1);
-            let token = u64::from(slot.generation) << 32 | u64::from(fd as u32);
+            let token = u64::from(slot.generation) << 32 | u64::from(fd.unsigned_abs());
             slot.state = State::Parked(as_parked(item), deadline);
             // Registered while the table is locked, so no event or sweep can take
             // the entry (and close the socket) before the registration is made.
@@ -340,7 +350,7 @@ mod tests {
         let (a, b) = (Instant::now(), Instant::now() + Duration::from_secs(1));
         let fd = 37;
         table.slot(fd).generation = 1;
-        let t1 = 1 << 32 | fd as u64;
+        let t1 = 1 << 32 | u64::from(fd.unsigned_abs());
         park(&mut table, fd, "first", a);
         assert_eq!(table.take(t1), Some(("first", a)));
         // An event while a worker holds the socket is noted, not lost.
@@ -352,6 +362,6 @@ mod tests {
         assert_eq!(table.take(t1), None);
         assert!(table.take_where(|_, d| d <= a).is_empty());
         assert_eq!(table.take_where(|_, d| d <= b), vec![("second", b)]);
-        assert_eq!(table.take(2 << 32 | fd as u64), None);
+        assert_eq!(table.take(2 << 32 | u64::from(fd.unsigned_abs())), None);
     }
 }

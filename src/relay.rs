@@ -181,7 +181,8 @@ where
         BodyLength::Exact(mut left) => {
             while left > 0 {
                 let piece = next_piece(src, dst)?.ok_or(RelayError::Truncated)?;
-                let n = piece.min(left as usize);
+                // `left` may not fit a 32-bit usize; the piece always does [P].
+                let n = usize::try_from(left).map_or(piece, |left| piece.min(left));
                 put_piece(dst, &src.data()[..n], chunked_out)?;
                 src.consume(n);
                 (left, moved) = (left - n as u64, moved + n as u64);

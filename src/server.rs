@@ -201,11 +201,12 @@ fn fit_connections(wanted: usize) -> usize {
             return wanted;
         }
     };
-    let needed = 2 * wanted as u64 + SPARE_FDS;
+    let needed = (wanted as u64).saturating_mul(2).saturating_add(SPARE_FDS);
     if needed <= limit {
         return wanted;
     }
-    let fits = (limit.saturating_sub(SPARE_FDS) / 2).max(1) as usize;
+    let fits = (limit.saturating_sub(SPARE_FDS) / 2).max(1);
+    let fits = usize::try_from(fits).unwrap_or(usize::MAX).min(wanted);
     crate::warn!(
         "the open-files limit is {limit}, too low for maxConnections {wanted} (needs {needed}); using maxConnections {fits}"
     );

@@ -273,7 +273,7 @@ fn copy_file(
     file.seek(SeekFrom::Start(first))?;
     let mut buf = vec![0u8; 64 * 1024];
     while *sent < len {
-        let want = buf.len().min((len - *sent) as usize);
+        let want = usize::try_from(len - *sent).map_or(buf.len(), |left| left.min(buf.len()));
         let n = file.read(&mut buf[..want])?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());

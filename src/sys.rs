@@ -25,7 +25,7 @@ pub fn poll_fd(fd: RawFd, events: i16) -> PollFd {
 /// poll(2) on `fds`; `None` waits without limit. Returns how many have events;
 /// an interrupted call counts as none.
 pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let ms = timeout_ms(timeout);
     // SAFETY: `fds` is a valid, exclusively borrowed slice of `pollfd`s, and its
     // length is passed alongside it, so the kernel reads and writes only inside it.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -37,7 +37,13 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> 
             Err(err)
         };
     }
-    Ok(n as usize)
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// A wait in milliseconds for poll(2) and epoll_wait(2): -1 for none, a longer one
+/// cut to the longest they take (24.8 days).
+fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX))
 }
 
 /// Whether `fd` becomes readable (or hung up) within `timeout`.
@@ -192,7 +198,7 @@ impl Epoll {
     pub fn watch(&self, fd: RawFd, token: u64) -> io::Result<()> {
         let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
         let mut event = libc::epoll_event {
-            events: flags as u32,
+            events: flags.cast_unsigned(),
             u64: token,
         };
         let epfd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
@@ -220,8 +226,8 @@ impl Epoll {
     /// `None` waits without limit. An interrupted wait returns no events.
     pub fn wait(&self, events: &mut Vec<EpollEvent>, timeout: Option<Duration>) -> io::Result<()> {
         events.clear();
-        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-        let max = events.capacity().min(i32::MAX as usize) as i32;
+        let ms = timeout_ms(timeout);
+        let max = i32::try_from(events.capacity()).unwrap_or(i32::MAX);
         // SAFETY: the kernel writes at most `max` events into the vector's spare
         // capacity, and we set the length to the count it reports, no more.
         let n = unsafe {
@@ -241,7 +247,7 @@ impl Epoll {
             };
         }
         // SAFETY: the first `n` entries were written by epoll_wait just now.
-        unsafe { events.set_len(n as usize) };
+        unsafe { events.set_len(usize::try_from(n).unwrap_or(0)) };
         Ok(())
     }
 }

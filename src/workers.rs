@@ -114,7 +114,7 @@ impl Crew {
     }
 
     fn micros(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64 + 1
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// Takes the next job of worker `i`'s batch and notes that serving it begins.
@@ -132,7 +132,7 @@ impl Crew {
         let now = self.micros();
         for batch in &self.batches {
             let since = batch.busy_since.load(Ordering::Relaxed);
-            if since != 0 && now - since.min(now) > STUCK.as_micros() as u64 {
+            if since != 0 && u128::from(now - since.min(now)) > STUCK.as_micros() {
                 let jobs = std::mem::take(&mut *lock(&batch.jobs));
                 for job in jobs {
                     queue.push(job);

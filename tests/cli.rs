@@ -327,6 +327,76 @@ fn k_http_port_without_pems_is_an_error() {
     assert!(err.contains("httpPort") && err.contains("pems"), "{err}");
 }
 
+/// [K]: every number is range-checked, and the error names the key and its line.
+#[test]
+fn k_every_number_is_range_checked_and_the_error_names_the_key() {
+    let nested = |outer: &str, key: &str, value: &str| {
+        format!("{{\n  \"port\": 0,\n  \"{outer}\": {{\n    \"{key}\": {value}\n  }}\n}}\n")
+    };
+    let top = |key: &str, value: &str| format!("{{\n  \"port\": 0,\n  \"{key}\": {value}\n}}\n");
+    let mut cases = Vec::new();
+    for key in [
+        "connectMs",
+        "headerMs",
+        "keepAliveMs",
+        "upstreamMs",
+        "tunnelIdleMs",
+        "shutdownMs",
+    ] {
+        for value in ["0", "-1", "1.5", "2147483648", "1e300", "\"5\""] {
+            cases.push((key, nested("timeouts", key, value), 4));
+        }
+    }
+    for value in ["0", "-5", "2147483648"] {
+        cases.push((
+            "idleTimeoutMs",
+            nested("upstreamPool", "idleTimeoutMs", value),
+            4,
+        ));
+    }
+    for value in ["-1", "1000000000000", "0.5"] {
+        cases.push((
+            "maxIdlePerAuthority",
+            nested("upstreamPool", "maxIdlePerAuthority", value),
+            4,
+        ));
+    }
+    for (key, values) in [
+        ("maxConnections", &["0", "-1", "1000000000000"][..]),
+        ("maxHeaderBytes", &["0", "1023", "1000000000000"][..]),
+        ("workers", &["-1", "100000", "2.5"][..]),
+        ("port", &["-1", "65536", "8e3"][..]),
+    ] {
+        for value in values {
+            cases.push((key, top(key, value), 3));
+        }
+    }
+    for (key, config, line) in &cases {
+        let err = config_error("conf.json", config);
+        assert!(
+            err.contains(key),
+            "{key} not named: {err}\nconfig: {config}"
+        );
+        assert!(
+            err.contains(&format!("line {line}")),
+            "no line: {err}\nconfig: {config}"
+        );
+    }
+    // The edges of each range are fine.
+    let dir = TempDir::new();
+    for config in [
+        nested("timeouts", "upstreamMs", "1"),
+        nested("timeouts", "tunnelIdleMs", "2147483647"),
+        nested("upstreamPool", "maxIdlePerAuthority", "0"),
+        top("workers", "0"),
+        top("maxHeaderBytes", "1024"),
+        top("maxConnections", "1"),
+    ] {
+        let path = dir.write("conf.json", config.as_bytes());
+        assert_check_ok(dir.path(), &path);
+    }
+}
+
 #[test]
 fn c_port_in_use_exits_1_with_a_message() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();

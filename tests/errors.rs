@@ -394,6 +394,28 @@ fn e_bad_field_syntax_is_400_and_close() {
 }
 
 #[test]
+fn e_error_answer_uses_the_method_of_the_request_it_answers() {
+    let (hawkey, _ok) = start(&[], json!({}));
+    // After a HEAD on the same connection, a malformed GET's 400 still has its body.
+    let mut s = hawkey.connect();
+    send(&mut s, b"HEAD /none HTTP/1.1\r\nHost: h\r\n\r\n");
+    let res = read_response(&mut s, true);
+    assert_eq!(res.status, 404);
+    send(&mut s, b"GET /ok HTTP/1.1\r\nHost: h\r\nBad Field\r\n\r\n");
+    let res = read_response(&mut s, false);
+    assert_local(&res, 400, "a malformed GET after a HEAD");
+    assert_closed(&mut s, "after the 400");
+    // And a malformed HEAD gets its 400 without a body.
+    let mut s = hawkey.connect();
+    send(&mut s, b"GET /none HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_local(&read_response(&mut s, false), 404, "a GET");
+    send(&mut s, b"HEAD /ok HTTP/1.1\r\nHost: h\r\nBad Field\r\n\r\n");
+    let res = read_response(&mut s, true);
+    assert_eq!(res.status, 400, "{}", res.head);
+    assert_closed(&mut s, "a malformed HEAD's 400 carries no body");
+}
+
+#[test]
 fn e_tab_in_a_field_value_is_allowed() {
     let (mut hawkey, backend) = start(&[], json!({}));
     let (res, mut s) = exchange(&hawkey, b"GET /ok HTTP/1.1\r\nHost: x\r\nX-A: b\tc\r\n\r\n");

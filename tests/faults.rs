@@ -707,6 +707,58 @@ fn r8_client_vanishing_mid_upload_closes_the_backend_connection_and_frees_the_wo
     assert_fds_back(&hawkey, baseline, "after an abandoned upload");
 }
 
+/// A backend that reads the head of an upload, answers `413` with `Connection: close`
+/// before the body and closes: the client sees that 413, not a 502 or a reset [R3].
+#[test]
+fn r3_backend_answering_before_the_whole_upload_has_its_answer_relayed() {
+    let _serial = one_at_a_time();
+    let refuser = Backend::raw(|mut s, _| {
+        if read_head_bytes(&mut s).is_none() {
+            return;
+        }
+        let _ = s.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
+        );
+        let _ = s.shutdown(Shutdown::Both);
+    });
+    let fine = Backend::fixed("fine");
+    let hawkey = start(&[("^/up", &refuser), ("^/ok", &fine)], json!({}));
+    let baseline = warm_up(&hawkey, &["/ok"]);
+    for (framing, chunked) in [
+        ("Content-Length: 16777216", false),
+        ("Transfer-Encoding: chunked", true),
+    ] {
+        let mut s = hawkey.connect();
+        let head = format!("POST /up HTTP/1.1\r\nHost: h\r\n{framing}\r\n\r\n");
+        send(&mut s, head.as_bytes());
+        // The body goes on being written while the answer is read.
+        let mut writer = s.try_clone().unwrap();
+        let uploading = std::thread::spawn(move || {
+            let piece = vec![b'u'; 64 * 1024];
+            for _ in 0..256 {
+                let sent = if chunked {
+                    writer
+                        .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                        .and_then(|_| writer.write_all(&piece))
+                        .and_then(|_| writer.write_all(b"\r\n"))
+                } else {
+                    writer.write_all(&piece)
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        let res = try_read_response(&mut s, false).expect("an answer, not a reset");
+        assert_eq!(res.status, 413, "{framing}: {}", res.head);
+        assert_eq!(res.text(), "too large");
+        assert_eq!(res.header("connection"), Some("close"), "{}", res.head);
+        drop(s);
+        uploading.join().unwrap();
+    }
+    assert_fds_back(&hawkey, baseline, "after the early answers");
+}
+
 /// A client reads 1 MiB of a 50 MiB download and goes away. The backend's writes
 /// fail within a few seconds (hawkey closed its connection instead of draining or
 /// pooling it), and the only worker is free again at once.

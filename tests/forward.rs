@@ -226,6 +226,65 @@ fn r2_trusted_proxy_x_forwarded_for_is_kept_and_appended_as_one_field() {
 }
 
 #[test]
+fn r2_underscore_forms_and_forwarded_from_an_untrusted_client_are_dropped() {
+    let backend = Backend::fixed("ok");
+    let forged = "GET /u HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\n\
+         X-Forwarded_Proto: https\r\nx_forwarded_host: evil\r\nForwarded: for=6.6.6.6\r\n\
+         X-Other_Name: kept\r\nConnection: close\r\n\r\n";
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    assert_eq!(exchange(&hawkey, forged).status, 200);
+    let req = only_request(&backend);
+    for name in [
+        "x_forwarded_for",
+        "x_real_ip",
+        "x-forwarded_proto",
+        "x_forwarded_host",
+        "forwarded",
+    ] {
+        assert_eq!(
+            req.header(name),
+            None,
+            "{name} reached the backend: {}",
+            req.head
+        );
+    }
+    assert_eq!(req.headers_named("x-other_name"), ["kept"]);
+    assert_eq!(req.headers_named("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(req.headers_named("x-forwarded-proto"), ["http"]);
+    assert_eq!(req.headers_named("x-forwarded-host"), ["h"]);
+
+    // A trusted proxy's own fields are its to send.
+    let backend = Backend::fixed("ok");
+    let mut config = route_config("^/", &backend);
+    config["trustedProxies"] = json!(["127.0.0.1"]);
+    let hawkey = Hawkey::start(config);
+    assert_eq!(exchange(&hawkey, forged).status, 200);
+    let req = only_request(&backend);
+    assert_eq!(req.headers_named("forwarded"), ["for=6.6.6.6"]);
+    assert_eq!(req.headers_named("x_forwarded_for"), ["6.6.6.6"]);
+}
+
+#[test]
+fn r2_request_trailers_keep_only_the_fields_allowed_in_a_trailer() {
+    let backend = Backend::fixed("ok");
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    let res = exchange(
+        &hawkey,
+        "POST /t HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         3\r\nabc\r\n0\r\nHost: evil\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+         X-Forwarded-For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\nConnection: close\r\nKeep-Alive: 1\r\n\
+         X-Checksum: 900150983cd24fb0\r\n\r\n",
+    );
+    assert_eq!(res.status, 200);
+    let req = only_request(&backend);
+    assert_eq!(req.body, b"abc");
+    assert_eq!(
+        req.trailers,
+        [("x-checksum".to_string(), "900150983cd24fb0".to_string())]
+    );
+}
+
+#[test]
 fn r2_http10_client_without_host_gets_no_x_forwarded_host() {
     let backend = Backend::fixed("ok");
     let hawkey = Hawkey::start(route_config("^/", &backend));
@@ -547,6 +606,99 @@ fn r3_chunked_request_body_for_an_http10_backend_is_411() {
         Some("text/plain; charset=utf-8")
     );
     assert_eq!(backend.accepted(), 0);
+}
+
+#[test]
+fn r3_no_content_length_on_1xx_and_204() {
+    let backend = replying(
+        "HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\nLink: </a.css>\r\n\r\n\
+         HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n",
+    );
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    let mut s = hawkey.connect();
+    send(&mut s, b"DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n");
+    let interim = read_response(&mut s, false);
+    assert_eq!(interim.status, 103, "{}", interim.head);
+    assert_eq!(interim.header("content-length"), None, "{}", interim.head);
+    let res = read_response(&mut s, false);
+    assert_eq!(res.status, 204, "{}", res.head);
+    assert_eq!(res.header("content-length"), None, "{}", res.head);
+    assert_eq!(res.header("x-a"), Some("1"));
+}
+
+/// A backend that sends `interim` 103 heads, then a 200.
+fn hinting(interim: usize) -> Backend {
+    Backend::start(move |_| {
+        let mut out = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n".repeat(interim);
+        out.push_str("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        Reply::Bytes(out.into_bytes())
+    })
+}
+
+#[test]
+fn r3_sixteen_interim_responses_pass_and_a_seventeenth_is_a_502() {
+    let backend = hinting(16);
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    let mut s = hawkey.connect();
+    send(&mut s, b"GET /16 HTTP/1.1\r\nHost: h\r\n\r\n");
+    for i in 0..16 {
+        assert_eq!(read_response(&mut s, false).status, 103, "interim {i}");
+    }
+    let res = read_response(&mut s, false);
+    assert_eq!((res.status, res.text().as_str()), (200, "ok"));
+
+    let backend = hinting(17);
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    let mut s = hawkey.connect();
+    send(&mut s, b"GET /17 HTTP/1.1\r\nHost: h\r\n\r\n");
+    let mut interim = 0;
+    let res = loop {
+        let res = read_response(&mut s, false);
+        if res.status != 103 {
+            break res;
+        }
+        interim += 1;
+    };
+    assert_eq!(interim, 16);
+    assert_local(&res, 502, "the 17th interim response");
+}
+
+#[test]
+fn r3_endless_interim_responses_end_in_a_502() {
+    // A 103 every 50 ms, for ever: the exchange must not be held without limit.
+    let backend = Backend::raw(|mut s, _| {
+        if read_head_bytes(&mut s).is_none() {
+            return;
+        }
+        while s.write_all(b"HTTP/1.1 103 Early Hints\r\n\r\n").is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    let started = Instant::now();
+    let res = exchange(&hawkey, "GET /forever HTTP/1.0\r\n\r\n");
+    assert_local(&res, 502, "endless 103s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn r3_http10_request_with_transfer_encoding_is_answered_and_closed() {
+    let backend = echo();
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    let mut s = hawkey.connect();
+    send(
+        &mut s,
+        b"POST /te HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n0\r\n\r\n",
+    );
+    let res = read_response(&mut s, false);
+    assert_eq!((res.status, res.text().as_str()), (200, "POST /te abc"));
+    assert_eq!(res.header("connection"), Some("close"), "{}", res.head);
+    assert!(is_closed(&mut s), "the connection stayed open");
 }
 
 /// A backend that, on a request with `Expect: 100-continue`, sends `100 Continue`

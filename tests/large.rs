@@ -152,3 +152,76 @@ fn r4_256_mib_upload_arrives_byte_exact_in_flat_memory() {
         "hawkey peaked at {peak_kb} kB resident"
     );
 }
+
+/// hawkey's CPU time so far, user and system, from `/proc/PID/stat`.
+fn cpu_time(hawkey: &Hawkey) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", hawkey.pid())).unwrap();
+    // The fields after the command name, which is in parentheses: utime, stime are
+    // the 12th and 13th of them.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // SAFETY: sysconf only reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    std::time::Duration::from_millis((fields[0] + fields[1]) * 1000 / ticks)
+}
+
+/// Asserts that hawkey spends well under a core over the next second: nothing loops.
+fn assert_not_spinning(hawkey: &Hawkey, what: &str) {
+    let before = cpu_time(hawkey);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let spent = cpu_time(hawkey) - before;
+    assert!(
+        spent < std::time::Duration::from_millis(300),
+        "{what}: hawkey used {spent:?} of CPU in one second"
+    );
+}
+
+/// [P]: a length of 4 GiB (2^32, 0 in a 32-bit `usize`) is relayed as announced:
+/// the byte that came is passed on, and when the sender stops short the other side's
+/// connection is closed. The same for a response.
+#[test]
+fn p_lengths_of_4_gib_are_relayed_not_truncated_or_looped_on() {
+    const FOUR_GIB: u64 = 1 << 32;
+    let (tx, rx) = mpsc::channel();
+    let backend = Backend::raw(move |mut s, _| {
+        let Some(head) = read_head_bytes(&mut s) else {
+            return;
+        };
+        let head = String::from_utf8(head).unwrap();
+        if head.starts_with("GET ") {
+            let _ = s.write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {FOUR_GIB}\r\n\r\ny").as_bytes(),
+            );
+            return; // closes: the body stops short
+        }
+        let mut body = Vec::new();
+        let end = s.read_to_end(&mut body).map(|_| ());
+        let _ = tx.send((content_length(&head), body, end.is_ok()));
+    });
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+
+    let mut s = hawkey.connect();
+    let head = format!("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: {FOUR_GIB}\r\n\r\nx");
+    send(&mut s, head.as_bytes());
+    assert_not_spinning(&hawkey, "an upload of 2^32 bytes with one byte sent");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let (length, body, _) = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the backend saw its connection end");
+    assert_eq!(length, FOUR_GIB);
+    assert_eq!(body, b"x");
+
+    let mut s = hawkey.connect();
+    send(&mut s, b"GET /down HTTP/1.1\r\nHost: h\r\n\r\n");
+    let head = String::from_utf8(read_head_bytes(&mut s).unwrap()).unwrap();
+    assert_eq!(content_length(&head), FOUR_GIB, "{head}");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"y", "the one byte, then the connection closed");
+    assert_not_spinning(&hawkey, "a download of 2^32 bytes cut after one byte");
+}

@@ -8,6 +8,7 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -615,5 +616,59 @@ fn l_a_busy_log_is_still_flushed_every_second() {
     assert!(
         !lines_in(&log).is_empty() && waited < Duration::from_millis(2600),
         "no line on disk {waited:?} into steady traffic ({answered} requests answered)"
+    );
+}
+
+/// A log file that stops taking lines (a FIFO nobody reads: writes block once it is
+/// full, as on a stalled disk) costs bounded memory: lines past the queue are dropped,
+/// counted, and a warning says so about once a second, while requests are answered.
+#[test]
+fn l_a_stalled_log_drops_lines_past_its_queue_and_warns() {
+    let dir = TempDir::new();
+    let fifo = dir.path().join("stalled.log");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path and a mode; no other memory is touched.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // The read end is held open (so hawkey's open does not wait) and never read.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let config = json!({ "port": 0, "host": "127.0.0.1", "accessLog": "stalled.log" });
+    let path = dir.write("server-config.json", config.to_string().as_bytes());
+    let hawkey = Hawkey::start_file(dir, &path);
+    let mut s = hawkey.connect();
+    let batch = "GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n".repeat(250);
+    let started = Instant::now();
+    let rss_after = |n: usize, s: &mut std::net::TcpStream| {
+        for _ in 0..n {
+            send(s, batch.as_bytes());
+            for _ in 0..250 {
+                assert_eq!(read_response(s, false).status, 404);
+            }
+        }
+        hawkey.proc_status("VmRSS")
+    };
+    let early = rss_after(40, &mut s); // 10 000 requests
+    let late = rss_after(160, &mut s); // 40 000 more
+    let stderr = wait_stderr(&hawkey, Duration::from_secs(3), |e| e.contains("dropped"));
+    assert!(stderr.contains("access log"), "{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("dropped"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no warning about dropped lines {:?} in: {stderr}",
+                started.elapsed()
+            )
+        });
+    assert!(
+        warning.chars().any(|c| c.is_ascii_digit()),
+        "no count: {warning}"
+    );
+    assert!(
+        late < early + 4096,
+        "RSS grew from {early} kB to {late} kB while the log was stalled"
     );
 }

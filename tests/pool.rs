@@ -445,3 +445,52 @@ fn r5_pooled_connections_are_counted_per_authority() {
     }
     assert_eq!((a.accepted(), b.accepted()), (1, 1));
 }
+
+/// Idle pooled connections past `idleTimeoutMs` are closed by a sweep, not kept until
+/// a request happens to look at them: a quiet backend is not left holding them.
+#[test]
+fn r5_idle_connections_past_their_idle_time_are_closed_without_a_request() {
+    let open = Arc::new(Mutex::new(0usize));
+    let counted = Arc::clone(&open);
+    let backend = Backend::raw(move |mut s, conn| {
+        *counted.lock().unwrap() += 1;
+        while let Some(req) = read_request(&mut s, conn) {
+            std::thread::sleep(Duration::from_millis(300)); // so that requests overlap
+            if s.write_all(&ok_bytes(&req.target)).is_err() {
+                break;
+            }
+        }
+        *counted.lock().unwrap() -= 1;
+    });
+    let mut config = route_config("^/", &backend);
+    config["upstreamPool"] = json!({ "idleTimeoutMs": 400 });
+    let hawkey = Hawkey::start(config);
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = hawkey.addr;
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                assert_eq!(get_on(&mut s, &format!("/{i}")).status, 200);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let pooled = *open.lock().unwrap();
+    assert!(pooled >= 4, "only {pooled} backend connections were opened");
+    let idle_since = Instant::now();
+    assert!(
+        poll_until(idle_since + Duration::from_secs(3), || *open
+            .lock()
+            .unwrap()
+            == 0),
+        "{} of {pooled} idle backend connections still open {:?} after the last request",
+        open.lock().unwrap(),
+        idle_since.elapsed()
+    );
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(300),
+        "closed too early"
+    );
+}

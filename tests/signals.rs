@@ -447,6 +447,79 @@ fn l_sighup_sends_new_requests_to_the_new_route_while_one_in_flight_finishes_on_
     assert_eq!(read_response(&mut held, false).text(), "B");
 }
 
+/// The request lines of an access log.
+fn logged_requests(path: &Path) -> Vec<String> {
+    lines_in(path)
+        .iter()
+        .map(|l| request_status_bytes(l).0)
+        .collect()
+}
+
+#[test]
+fn l_sighup_adding_renaming_and_removing_the_access_log_takes_effect() {
+    let (a, b) = (Backend::fixed("A"), Backend::fixed("B"));
+    let hawkey = Hawkey::start(one_route(&a, json!({})));
+    assert_eq!(hawkey.get("/before").status, 200);
+    let first = hawkey.dir.path().join("first.log");
+    let second = hawkey.dir.path().join("logs/second.log");
+    let reload_until = |config: Value, what: &str, done: &dyn Fn(usize) -> bool| {
+        rewrite_config(&hawkey, &config);
+        signal(&hawkey, libc::SIGHUP);
+        let mut n = 0;
+        let held = poll_until(Instant::now() + TIMEOUT, || {
+            n += 1;
+            done(n)
+        });
+        assert!(held, "{what}: no effect after SIGHUP: {}", hawkey.stderr());
+    };
+
+    // Added: requests after the reload are logged.
+    reload_until(
+        one_route(&a, json!({ "accessLog": "first.log" })),
+        "added",
+        &|n| {
+            assert_eq!(hawkey.get(&format!("/first/{n}")).status, 200);
+            !lines_in(&first).is_empty()
+        },
+    );
+    // Renamed: later lines go to the new file only.
+    reload_until(
+        one_route(&a, json!({ "accessLog": "logs/second.log" })),
+        "renamed",
+        &|n| {
+            assert_eq!(hawkey.get(&format!("/second/{n}")).status, 200);
+            !lines_in(&second).is_empty()
+        },
+    );
+    assert_eq!(hawkey.get("/only-second").status, 200);
+    assert!(poll_until(Instant::now() + TIMEOUT, || {
+        logged_requests(&second).contains(&"GET /only-second HTTP/1.1".to_string())
+    }));
+    assert!(
+        logged_requests(&first)
+            .iter()
+            .all(|r| r.starts_with("GET /first/"))
+    );
+    // Removed: nothing more is written (the route changes too, to see the reload).
+    reload_until(one_route(&b, json!({})), "removed", &|_| {
+        hawkey.get("/probe").text() == "B"
+    });
+    for _ in 0..3 {
+        assert_eq!(hawkey.get("/after-removal").status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // longer than the flush interval
+    let logged = logged_requests(&second);
+    assert!(
+        !logged.iter().any(|r| r.contains("/after-removal")),
+        "{logged:#?}"
+    );
+    assert!(
+        !logged_requests(&first)
+            .iter()
+            .any(|r| r.contains("/after-removal"))
+    );
+}
+
 #[test]
 fn l_sighup_with_a_broken_config_keeps_serving_and_names_the_file() {
     let a = Backend::fixed("A");

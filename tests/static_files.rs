@@ -355,6 +355,68 @@ fn s_if_modified_since_before_last_modified_is_200() {
 }
 
 #[test]
+fn s_absurd_if_modified_since_dates_are_ignored() {
+    let hawkey = site();
+    set_known_mtime(&on_disk(&hawkey, "a.css"));
+    for since in [
+        "Tue, 24 Nov 99999999999999 10:00:00 GMT",
+        "Tue, 24 Nov 9223372036854775807 10:00:00 GMT",
+        "Tue, 24 Nov -9223372036854775808 10:00:00 GMT",
+        "Tue, 24 Nov 292277026596 10:00:00 GMT",
+        "Tue, 99 Nov 2026 10:00:00 GMT",
+        "Tue, 24 Nov 02026 10:00:00 GMT",
+    ] {
+        let res = get(&hawkey, "/static/a.css", &[("If-Modified-Since", since)]);
+        assert_eq!(res.status, 200, "If-Modified-Since: {since}: {}", res.head);
+        assert_eq!(res.body, contents("a.css"));
+    }
+}
+
+/// [P]: offsets and lengths past 4 GiB (a sparse file of 4 GiB and a few bytes): a
+/// range that starts there, and one longer than 2^32 bytes, are served in full.
+#[test]
+fn p_ranges_past_4_gib_are_served() {
+    const FOUR_GIB: u64 = 1 << 32;
+    let hawkey = site();
+    let path = on_disk(&hawkey, "huge.bin");
+    let file = File::create(&path).unwrap();
+    file.set_len(FOUR_GIB).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"tail", FOUR_GIB).unwrap();
+    drop(file);
+    let last = FOUR_GIB + 3;
+    let res = get(
+        &hawkey,
+        "/static/huge.bin",
+        &[("Range", &format!("bytes={FOUR_GIB}-"))],
+    );
+    assert_eq!(res.status, 206, "{}", res.head);
+    assert_eq!(
+        field(&res, "content-range"),
+        format!("bytes {FOUR_GIB}-{last}/{}", last + 1)
+    );
+    assert_eq!(res.body, b"tail");
+
+    // 2^32 + 1 bytes from offset 3: the first MiB arrives (and more would follow).
+    let mut s = hawkey.connect();
+    let head = request_head(
+        "GET",
+        "/static/huge.bin",
+        &[("Range", "bytes=3-4294967299")],
+        true,
+    );
+    send(&mut s, head.as_bytes());
+    let head = String::from_utf8(read_head_bytes(&mut s).unwrap()).unwrap();
+    assert!(head.starts_with("HTTP/1.1 206 "), "{head}");
+    assert!(head.contains("Content-Length: 4294967297\r\n"), "{head}");
+    let mut first = vec![1u8; 1 << 20];
+    s.read_exact(&mut first).unwrap();
+    assert!(
+        first.iter().all(|&b| b == 0),
+        "a sparse file reads as zeros"
+    );
+}
+
+#[test]
 fn s_if_none_match_that_fails_wins_over_if_modified_since() {
     let hawkey = site();
     set_known_mtime(&on_disk(&hawkey, "a.css"));

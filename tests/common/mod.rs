@@ -50,8 +50,11 @@ impl Drop for TempDir {
     }
 }
 
-pub fn hawkey_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hawkey")
+/// The binary under test: `HAWKEY_BIN` when set (a build for another target, such as
+/// `target/i686-unknown-linux-musl/release/hawkey`, or a script that runs one under
+/// an emulator), else the one cargo built for these tests.
+pub fn hawkey_bin() -> String {
+    std::env::var("HAWKEY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hawkey").to_string())
 }
 
 /// Runs hawkey with `args` in `dir` until it exits (killed, and the test failed, if
@@ -121,7 +124,10 @@ impl Hawkey {
         std::thread::spawn(move || {
             let mut line = String::new();
             while lines.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(addr) = line.trim().strip_prefix("hawkey listening on http://") {
+                let url = line.trim().strip_prefix("hawkey listening on ");
+                let addr =
+                    url.and_then(|u| u.strip_prefix("http://").or(u.strip_prefix("https://")));
+                if let Some(addr) = addr {
                     let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
                 }
                 log.lock().unwrap().push_str(&line);
