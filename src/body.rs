@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use crate::error::HeadError;
-use crate::head::{Fields, RequestHead, ResponseHead, list_items};
+use crate::head::{Fields, RequestHead, ResponseHead, allowed_in_trailer, list_items};
 
 /// Longest chunk-size line (size, extensions, CRLF) we read.
 const MAX_SIZE_LINE: usize = 4096;
@@ -194,7 +194,8 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
-    /// The trailer fields, re-serialised as `Name: value\r\n` each.
+    /// The trailer fields that may be passed on (`allowed_in_trailer`), re-serialised
+    /// as `Name: value\r\n` each.
     pub fn trailers(&self) -> &[u8] {
         &self.trailers
     }
@@ -276,6 +277,9 @@ impl ChunkedDecoder {
         }
         if value.iter().any(|&b| is_control(b)) {
             return Err(ChunkError("control byte in a trailer field"));
+        }
+        if !allowed_in_trailer(name) {
+            return Ok(State::Trailer); // framing, routing, hop-by-hop: dropped [R2]
         }
         self.trailers.extend_from_slice(name);
         self.trailers.extend_from_slice(b": ");
@@ -416,6 +420,19 @@ mod tests {
             assert_eq!(out, b"Wikipedia", "cut at {cut}");
             assert_eq!(dec.trailers(), b"X-Trailer: 1\r\n", "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn trailers_keep_only_fields_allowed_in_a_trailer() {
+        let wire = b"0\r\nHost: evil\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+            X-Forwarded-For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\nConnection: close\r\n\
+            Authorization: x\r\nX-Checksum: abc\r\nServer-Timing: db;dur=5\r\n\r\n";
+        let mut dec = ChunkedDecoder::default();
+        assert!(dec.feed(wire, &mut Vec::new()).unwrap());
+        assert_eq!(
+            dec.trailers(),
+            b"X-Checksum: abc\r\nServer-Timing: db;dur=5\r\n"
+        );
     }
 
     #[test]

@@ -181,6 +181,9 @@ pub fn serve(shared: &Shared, mut client: Client) {
             },
             Err(e) => {
                 crate::debug!("client {}: {e}", client.ip);
+                // The answer follows this request's method, not the last one's: a
+                // HEAD's error carries no body, any other's does.
+                client.head_request = client.io.data().starts_with(b"HEAD ");
                 let outcome = client.answer_error(e.status(), false);
                 let line = first_line(client.io.data());
                 shared
@@ -417,10 +420,15 @@ fn dispatch(
     req: &RequestHead,
     allow_keep_alive: bool,
 ) -> Forwarded {
+    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding is taken to have
+    // faulty framing; it is answered and the connection closed.
     let keep_alive = allow_keep_alive
         && match req.minor {
             1 => !req.has_token("connection", "close"),
-            _ => req.has_token("connection", "keep-alive"),
+            _ => {
+                req.has_token("connection", "keep-alive")
+                    && req.first("transfer-encoding").is_none()
+            }
         };
     let body = match request_body_length(req) {
         Ok(body) => body,

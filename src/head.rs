@@ -75,6 +75,76 @@ impl Fields for ResponseHead {
     }
 }
 
+/// Hop-by-hop fields (RFC 9110 §7.6.1): they stop at hawkey in both directions.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Fields hawkey writes itself on a forwarded request; the client's copies are dropped [R2].
+pub const SET_ON_REQUEST: [&str; 6] = [
+    "host",
+    "content-length",
+    "x-real-ip",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Fields RFC 9110 §6.5.1 keeps out of trailers besides the ones above: they route,
+/// authenticate, modify or frame the message, and a recipient that merged trailers
+/// into the head would act on them.
+const NOT_IN_TRAILERS: [&str; 20] = [
+    "forwarded",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "expect",
+    "max-forwards",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "cache-control",
+    "pragma",
+    "content-encoding",
+    "content-type",
+    "content-range",
+    "location",
+    "retry-after",
+];
+
+/// Whether the field `name` is `known` (lower case) when each `_` is read as `-`:
+/// CGI, WSGI and PHP backends see `X_Forwarded_For` and `X-Forwarded-For` alike,
+/// as `HTTP_X_FORWARDED_FOR`.
+pub fn is_named_like(name: &[u8], known: &str) -> bool {
+    name.len() == known.len()
+        && name
+            .iter()
+            .zip(known.bytes())
+            .all(|(&a, b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
+}
+
+/// [R2]: whether a trailer field may be passed on. Framing, `Host`, hop-by-hop
+/// fields, the fields hawkey sets and the rest of RFC 9110 §6.5.1's list are
+/// dropped, in their underscore spellings too.
+pub fn allowed_in_trailer(name: &[u8]) -> bool {
+    let known = HOP_BY_HOP
+        .iter()
+        .chain(&SET_ON_REQUEST)
+        .chain(&NOT_IN_TRAILERS);
+    !known.into_iter().any(|k| is_named_like(name, k))
+}
+
 /// The items of a comma-separated field value, trimmed, empty ones skipped.
 pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value

@@ -10,28 +10,9 @@ use std::net::IpAddr;
 
 use crate::body::BodyLength;
 use crate::error::reason;
-use crate::head::{Field, Fields, RequestHead, ResponseHead, list_items};
-
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-];
-
-/// Fields hawkey writes itself on a forwarded request; the client's copies are dropped.
-const REPLACED_ON_REQUEST: [&str; 6] = [
-    "host",
-    "content-length",
-    "x-real-ip",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-];
+use crate::head::{
+    Field, Fields, HOP_BY_HOP, RequestHead, ResponseHead, SET_ON_REQUEST, is_named_like, list_items,
+};
 
 /// What `backend_request_head` needs besides the client's head.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +39,17 @@ fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
             .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// [R2]: a client's field that hawkey replaces with its own. From a client that is
+/// not a trusted proxy, that includes the same names spelt with `_` and `Forwarded`
+/// (RFC 7239), so no forged address reaches a backend under another spelling.
+fn forged(name: &str, client_trusted: bool) -> bool {
+    if client_trusted {
+        return SET_ON_REQUEST.iter().any(|r| name.eq_ignore_ascii_case(r));
+    }
+    let name = name.as_bytes();
+    name.eq_ignore_ascii_case(b"forwarded") || SET_ON_REQUEST.iter().any(|r| is_named_like(name, r))
+}
+
 fn put_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -76,10 +68,7 @@ pub fn backend_request_head(req: &RequestHead, f: &Forwarding<'_>, out: &mut Vec
     }
     let connection: Vec<&[u8]> = req.values("connection").flat_map(list_items).collect();
     for Field { name, value } in &req.fields {
-        let replaced = REPLACED_ON_REQUEST
-            .iter()
-            .any(|r| name.eq_ignore_ascii_case(r));
-        if !replaced && !is_hop_by_hop(name, &connection) {
+        if !forged(name, f.client_trusted) && !is_hop_by_hop(name, &connection) {
             put_field(out, name, value);
         }
     }
@@ -127,8 +116,9 @@ pub enum ClientFraming {
     Chunked,
     /// Neither; the body ends when the connection closes.
     Close,
-    /// No body follows (HEAD, 1xx, 204, 304): the backend's Content-Length, if any,
-    /// is passed on as the size the body would have had.
+    /// No body follows (HEAD, 1xx, 204, 304): for HEAD and 304 the backend's
+    /// Content-Length, if any, is passed on as the size the body would have had; 1xx
+    /// and 204 carry none (RFC 9110 §8.6).
     NoBody,
 }
 
@@ -155,6 +145,7 @@ pub fn client_response_head(
         ClientFraming::Length(n) => put_field(out, "Content-Length", n.to_string().as_bytes()),
         ClientFraming::Chunked => put_field(out, "Transfer-Encoding", b"chunked"),
         ClientFraming::Close => {}
+        ClientFraming::NoBody if res.status < 200 || res.status == 204 => {}
         ClientFraming::NoBody => {
             if let Some(cl) = res
                 .first("content-length")
@@ -265,6 +256,29 @@ mod tests {
             got,
             "GET /a?b HTTP/1.1\r\nHost: 127.0.0.1:7999\r\nA: one\r\nA: two\r\nX-Real-IP: 10.1.2.3\r\n\
              X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn underscore_spellings_and_forwarded_are_dropped_unless_trusted() {
+        let wire = "GET / HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6\r\nX-Real_IP: 6\r\n\
+             Forwarded: for=6\r\nContent_Length: 9\r\nX_Other: kept\r\n\r\n";
+        let got = forward(wire, plain());
+        assert!(
+            got.ends_with(
+                "Host: 127.0.0.1:7999\r\nX_Other: kept\r\nX-Real-IP: 10.1.2.3\r\n\
+             X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+            ),
+            "{got}"
+        );
+        let trusted = Forwarding {
+            client_trusted: true,
+            ..plain()
+        };
+        let got = forward(wire, trusted);
+        assert!(
+            got.contains("X_Forwarded_For: 6\r\nX-Real_IP: 6\r\nForwarded: for=6\r\n"),
+            "{got}"
         );
     }
 

@@ -51,8 +51,8 @@ struct Exchange {
     response_started: bool,
     /// The status of the response head sent, for the access log.
     status_sent: Option<u16>,
-    /// Interim heads (100 Continue) already relayed to the client.
-    interim_relayed: bool,
+    /// Interim heads (100 Continue, 103) received so far.
+    interim: usize,
 }
 
 /// What `forward` did.
@@ -117,7 +117,7 @@ pub fn forward(
         body_done,
         response_started: false,
         status_sent: None,
-        interim_relayed: false,
+        interim: 0,
     };
     let forwarding = Forwarding {
         authority: "",
@@ -268,7 +268,7 @@ fn may_retry(err: &ProxyError, x: &Exchange, fresh: bool) -> bool {
             response_byte_seen: false,
             fault,
             ..
-        } => x.retryable && !fresh && !x.interim_relayed && !matches!(fault, BackendFault::Timeout),
+        } => x.retryable && !fresh && x.interim == 0 && !matches!(fault, BackendFault::Timeout),
         _ => false,
     }
 }
@@ -536,7 +536,7 @@ fn send_body(
                 return Ok(Some((res, len))); // a final answer before the body: the body stays unread
             }
             be.io.consume(len);
-            relay_interim(client, x, &res)?;
+            relay_interim(client, be, x, &res)?;
         }
     }
     client
@@ -572,17 +572,27 @@ fn read_final_head(
             return Err(be.fault(BackendFault::Invalid(why), true));
         }
         be.io.consume(len);
-        relay_interim(client, x, &res)?;
+        relay_interim(client, be, x, &res)?;
     }
 }
 
+/// Most interim heads a backend may send before its final one [R3]: a backend that
+/// sends a 103 every few seconds must not hold an exchange without limit.
+const MAX_INTERIM: usize = 16;
+
 /// Passes a 1xx head to HTTP/1.1 clients; HTTP/1.0 clients never see one [R3].
+/// One past `MAX_INTERIM` is a fault of the backend.
 fn relay_interim(
     client: &mut Client,
+    be: &Backend,
     x: &mut Exchange,
     res: &ResponseHead,
 ) -> Result<(), ProxyError> {
-    x.interim_relayed = true;
+    x.interim += 1;
+    if x.interim > MAX_INTERIM {
+        let why = "more than 16 interim responses";
+        return Err(be.fault(BackendFault::Invalid(why), true));
+    }
     if x.minor == 0 {
         return Ok(());
     }
