@@ -3,16 +3,20 @@
 //!
 //! `1.2.3.4 - - [24/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8" 0.003 127.0.0.1:7999`
 //!
-//! Workers format the line and hand it to one writer thread over a channel, so no
-//! worker ever waits on the disk. The writer buffers, flushes at least once a second
-//! and on request (shutdown), and reopens the file on SIGUSR1 (logrotate) or when a
-//! reload names another path. If writing fails, serving goes on and one warning says so.
+//! Workers format the line and hand it to one writer thread over a bounded queue, so
+//! no worker ever waits on the disk: when the queue is full (a stalled disk) the line
+//! is dropped and counted, and a warning says how many about once a second. The
+//! writer buffers, flushes at least once a second and on request (shutdown), and
+//! reopens the file on SIGUSR1 (logrotate) or when a reload adds, removes or renames
+//! it. If writing fails, serving goes on and one warning says so.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What one line says.
@@ -69,60 +73,135 @@ fn escape(bytes: &[u8]) -> String {
 
 /// Lines reach the file at most this long after they were written [L].
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Lines that may wait for the writer (about 200 bytes each): past this, a stalled
+/// disk costs dropped lines, not memory.
+const QUEUE_LINES: usize = 4096;
+/// Lines dropped are reported at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(1);
 
 enum Msg {
     Line(String),
+    /// A look at the mailbox (`Writer::control`).
+    Wake,
+}
+
+/// What the writer is asked to do besides writing lines. These go through a mailbox
+/// rather than the bounded queue, so that asking never waits on a stalled disk.
+enum Control {
     /// Reopen at this path (or stop logging with `None`).
     Reopen(Option<PathBuf>),
     /// Flush, then answer.
     Flush(Sender<()>),
 }
 
-/// The handle workers write through. Without `accessLog` it drops every line.
+/// The writer thread's end of things.
+struct Writer {
+    tx: SyncSender<Msg>,
+    control: Arc<Mutex<Vec<Control>>>,
+}
+
+/// The handle workers write through. Without `accessLog` it drops every line; a
+/// reload that names a log starts the writer then.
 pub struct AccessLog {
-    tx: Option<Sender<Msg>>,
+    writer: OnceLock<Writer>,
+    /// Lines are wanted: a log path is set.
+    on: AtomicBool,
+    /// Lines dropped since the last warning, and when that was.
+    dropped: AtomicU64,
+    warned: Mutex<Option<Instant>>,
 }
 
 impl AccessLog {
     /// Opens `path` (creating parent directories) and starts the writer thread.
     pub fn start(path: Option<&Path>) -> Result<AccessLog, String> {
-        let Some(path) = path else {
-            return Ok(AccessLog { tx: None });
+        let log = AccessLog {
+            writer: OnceLock::new(),
+            on: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            warned: Mutex::new(None),
         };
-        let file = open(path).map_err(|e| format!("accessLog {}: {e}", path.display()))?;
-        let (tx, rx) = mpsc::channel();
-        let path = path.to_path_buf();
+        if let Some(path) = path {
+            let file = open(path).map_err(|e| format!("accessLog {}: {e}", path.display()))?;
+            log.spawn(Some((path.to_path_buf(), file)))
+                .map_err(|e| format!("cannot start the access log: {e}"))?;
+            log.on.store(true, Ordering::Relaxed);
+        }
+        Ok(log)
+    }
+
+    fn spawn(&self, first: Option<(PathBuf, File)>) -> std::io::Result<&Writer> {
+        if let Some(writer) = self.writer.get() {
+            return Ok(writer);
+        }
+        let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+        let control = Arc::new(Mutex::new(Vec::new()));
+        let mailbox = Arc::clone(&control);
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, path, file))
-            .map_err(|e| format!("cannot start the access log: {e}"))?;
-        Ok(AccessLog { tx: Some(tx) })
+            .spawn(move || write_lines(rx, &mailbox, first))?;
+        // Only the acceptor thread (start-up, signals) spawns, so this is the one.
+        Ok(self.writer.get_or_init(|| Writer { tx, control }))
     }
 
     pub fn is_on(&self) -> bool {
-        self.tx.is_some()
+        self.on.load(Ordering::Relaxed)
     }
 
+    /// Queues a line; if the writer is that far behind, the line is dropped and
+    /// counted, and a warning says how many about once a second.
     pub fn write(&self, entry: &Entry) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Line(entry.format()));
+        let Some(writer) = self.writer.get().filter(|_| self.is_on()) else {
+            return;
+        };
+        if let Err(TrySendError::Full(_)) = writer.tx.try_send(Msg::Line(entry.format())) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.warn_dropped();
         }
     }
 
-    /// Reopens the file at `path` (SIGUSR1: the same path, after logrotate renamed it).
-    pub fn reopen(&self, path: Option<PathBuf>) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Reopen(path));
+    fn warn_dropped(&self) {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if warned.is_some_and(|at| now < at + WARN_EVERY) {
+            return;
         }
+        *warned = Some(now);
+        let n = self.dropped.swap(0, Ordering::Relaxed);
+        crate::warn!("access log: {n} lines dropped, the log file is not keeping up");
+    }
+
+    fn ask(&self, writer: &Writer, control: Control) {
+        let mut mailbox = writer
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        mailbox.push(control);
+        drop(mailbox);
+        // A full queue is fine: the writer looks at the mailbox after every line.
+        let _ = writer.tx.try_send(Msg::Wake);
+    }
+
+    /// Reopens the file at `path` (SIGUSR1: the same path, after logrotate renamed it;
+    /// SIGHUP: a new path, or `None` to stop logging).
+    pub fn reopen(&self, path: Option<PathBuf>) {
+        self.on.store(path.is_some(), Ordering::Relaxed);
+        let writer = match (self.writer.get(), &path) {
+            (Some(writer), _) => writer,
+            (None, None) => return,
+            (None, Some(_)) => match self.spawn(None) {
+                Ok(writer) => writer,
+                Err(e) => return crate::warn!("cannot start the access log: {e}"),
+            },
+        };
+        self.ask(writer, Control::Reopen(path));
     }
 
     /// Writes out every line sent so far (shutdown).
     pub fn flush(&self) {
-        if let Some(tx) = &self.tx {
+        if let Some(writer) = self.writer.get() {
             let (ack, done) = mpsc::channel();
-            if tx.send(Msg::Flush(ack)).is_ok() {
-                let _ = done.recv_timeout(Duration::from_secs(5));
-            }
+            self.ask(writer, Control::Flush(ack));
+            let _ = done.recv_timeout(Duration::from_secs(5));
         }
     }
 }
@@ -134,59 +213,92 @@ fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// The writer thread.
-fn write_lines(rx: Receiver<Msg>, mut path: PathBuf, file: File) {
-    let mut out = Some(BufWriter::with_capacity(64 * 1024, file));
-    let mut failing = false; // a warning was given and writing has not recovered
-    let mut report = |result: std::io::Result<()>, path: &Path| match result {
-        Err(e) if !failing => {
-            crate::warn!("access log {}: {e}; lines are being lost", path.display());
-            failing = true;
+/// The file being written, and whether a failure has been reported (and writing has
+/// not recovered since).
+struct Output {
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+    failing: bool,
+}
+
+impl Output {
+    fn report(&mut self, result: std::io::Result<()>) {
+        match result {
+            Err(e) if !self.failing => {
+                crate::warn!(
+                    "access log {}: {e}; lines are being lost",
+                    self.path.display()
+                );
+                self.failing = true;
+            }
+            Err(_) => {}
+            Ok(()) => self.failing = false,
         }
-        Err(_) => {}
-        Ok(()) => failing = false,
+    }
+
+    fn write(&mut self, line: &str) {
+        if let Some(w) = &mut self.file {
+            let written = w.write_all(line.as_bytes());
+            self.report(written);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = &mut self.file {
+            let flushed = w.flush();
+            self.report(flushed);
+        }
+    }
+
+    fn reopen(&mut self, path: Option<PathBuf>) {
+        self.flush();
+        self.file = None;
+        if let Some(path) = path {
+            self.path = path;
+            match open(&self.path) {
+                Ok(file) => self.file = Some(BufWriter::with_capacity(64 * 1024, file)),
+                Err(e) => self.report(Err(e)),
+            }
+        }
+    }
+}
+
+/// The writer thread.
+fn write_lines(rx: Receiver<Msg>, mailbox: &Mutex<Vec<Control>>, first: Option<(PathBuf, File)>) {
+    let mut out = Output {
+        path: PathBuf::new(),
+        file: None,
+        failing: false,
     };
+    if let Some((path, file)) = first {
+        out.path = path;
+        out.file = Some(BufWriter::with_capacity(64 * 1024, file));
+    }
     let mut next_flush = Instant::now() + FLUSH_EVERY;
     loop {
         let msg = rx.recv_timeout(next_flush.saturating_duration_since(Instant::now()));
         match msg {
-            Ok(Msg::Line(line)) => {
-                if let Some(w) = &mut out {
-                    report(w.write_all(line.as_bytes()), &path);
-                }
-                if Instant::now() < next_flush {
-                    continue; // a busy log is flushed by the buffer filling or the clock
-                }
-                if let Some(w) = &mut out {
-                    report(w.flush(), &path);
-                }
-            }
-            Ok(Msg::Reopen(new_path)) => {
-                if let Some(mut w) = out.take() {
-                    report(w.flush(), &path);
-                }
-                if let Some(new_path) = new_path {
-                    path = new_path;
-                    match open(&path) {
-                        Ok(file) => out = Some(BufWriter::with_capacity(64 * 1024, file)),
-                        Err(e) => report(Err(e), &path),
-                    }
-                }
-            }
-            Ok(Msg::Flush(ack)) => {
-                if let Some(w) = &mut out {
-                    report(w.flush(), &path);
-                }
-                let _ = ack.send(());
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(w) = &mut out {
-                    report(w.flush(), &path);
-                }
-            }
+            Ok(Msg::Line(line)) => out.write(&line),
+            Ok(Msg::Wake) => {}
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        next_flush = Instant::now() + FLUSH_EVERY;
+        let asked = std::mem::take(&mut *mailbox.lock().unwrap_or_else(PoisonError::into_inner));
+        for control in asked {
+            match control {
+                Control::Reopen(path) => out.reopen(path),
+                Control::Flush(ack) => {
+                    out.flush();
+                    let _ = ack.send(());
+                }
+            }
+        }
+        // A busy log is flushed by the buffer filling or by the clock, which does not
+        // restart with every line.
+        if Instant::now() >= next_flush {
+            out.flush();
+            next_flush = Instant::now() + FLUSH_EVERY;
+        }
     }
 }
 

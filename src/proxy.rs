@@ -546,14 +546,25 @@ fn send_body(
         .set_read_timeout(Some(rt.timeouts.upstream()))
         .map_err(ProxyError::ClientGone)?;
     let chunked_out = x.body == BodyLength::Chunked;
-    relay_body(&mut client.io, &mut be.io, x.body, chunked_out).map_err(|e| match e {
-        RelayError::Read(e) => ProxyError::ClientGone(e),
-        RelayError::Truncated => ProxyError::ClientGone(io::ErrorKind::UnexpectedEof.into()),
-        RelayError::Chunk(_) => ProxyError::Head(HeadError::Malformed("bad chunked body")),
-        RelayError::Write(e) => be.fault(BackendFault::Write(e), false),
-    })?;
-    x.body_done = true;
-    Ok(None)
+    match relay_body(&mut client.io, &mut be.io, x.body, chunked_out) {
+        Ok(_) => {
+            x.body_done = true;
+            Ok(None)
+        }
+        Err(RelayError::Read(e)) => Err(ProxyError::ClientGone(e)),
+        Err(RelayError::Truncated) => {
+            Err(ProxyError::ClientGone(io::ErrorKind::UnexpectedEof.into()))
+        }
+        Err(RelayError::Chunk(_)) => {
+            Err(ProxyError::Head(HeadError::Malformed("bad chunked body")))
+        }
+        // [R3]: a backend that answered before reading the whole body (a 413, a 401)
+        // and closed makes our writes fail; its answer is relayed, not a 502.
+        Err(RelayError::Write(e)) => match read_final_head(client, be, x) {
+            Ok(answer) => Ok(Some(answer)),
+            Err(_) => Err(be.fault(BackendFault::Write(e), false)),
+        },
+    }
 }
 
 /// Reads response heads until a final one, relaying interim (1xx) heads on the way.
