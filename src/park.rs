@@ -28,6 +28,8 @@ use crate::workers::{Job, Queue};
 
 /// How often deadlines are checked; a connection closes at most this late.
 const SWEEP: Duration = Duration::from_millis(50);
+/// How often idle backend connections past their time are closed [R5].
+const POOL_SWEEP: Duration = Duration::from_millis(500);
 /// The token of the job queue's wake-up socket (no socket has it: see `Table`).
 const QUEUE: u64 = u64::MAX;
 /// The table is split in this many shards, each with its own lock, so that workers
@@ -305,15 +307,21 @@ impl Parker {
     }
 }
 
-/// The sweep thread: deadlines every `SWEEP`, and at shutdown, idle connections.
+/// The sweep thread: deadlines every `SWEEP`, and at shutdown, idle connections;
+/// expired idle backend connections every `POOL_SWEEP`.
 pub fn run(shared: Arc<Shared>, mut wake_rx: UnixStream) {
     let parker = &shared.parker;
+    let mut pools_swept = Instant::now();
     loop {
         if sys::wait_readable(wake_rx.as_raw_fd(), SWEEP) {
             let mut drain = [0u8; 64];
             let _ = wake_rx.read(&mut drain);
         }
         shared.crew.rescue(&shared.queue);
+        if pools_swept.elapsed() >= POOL_SWEEP {
+            pools_swept = Instant::now();
+            shared.runtime().pools.sweep(pools_swept);
+        }
         for shard in 0..SHARDS {
             if shared.is_stopping() {
                 // Shutting down: idle connections close at once; requests in flight stay.

@@ -163,6 +163,15 @@ impl Pool {
         // lock released here; a connection over the limit is closed by its drop
     }
 
+    /// Closes the idle connections whose time is up, so that a quiet backend is not
+    /// left holding them (a checkout would also pass them over).
+    pub fn sweep(&self, now: Instant) {
+        let expired: Vec<Idle> = lock(&self.idle)
+            .extract_if(.., |idle| now >= idle.reuse_until)
+            .collect();
+        drop(expired); // closed outside the lock
+    }
+
     /// A connect failed: skip this authority for `DOWN_FOR` [R6].
     pub fn mark_down(&self, now: Instant) {
         *lock(&self.down_until) = Some(now + DOWN_FOR);
@@ -206,6 +215,11 @@ impl Pools {
 
     pub fn close_all(&self) {
         self.0.values().for_each(Pool::close);
+    }
+
+    /// `Pool::sweep` for every pool.
+    pub fn sweep(&self, now: Instant) {
+        self.0.values().for_each(|pool| pool.sweep(now));
     }
 }
 
@@ -291,6 +305,22 @@ mod tests {
             pool.checkout(t0 + Duration::from_secs(5)).is_none(),
             "expired"
         );
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn sweep_closes_only_the_expired() {
+        let pool = Pool::new(4, Duration::from_secs(4));
+        let t0 = Instant::now();
+        let (a, _ka) = pair();
+        let (b, _kb) = pair();
+        pool.checkin(a, None, t0);
+        pool.checkin(b, Some(Duration::from_secs(3)), t0); // kept for 2 s
+        pool.sweep(t0 + Duration::from_secs(1));
+        assert_eq!(pool.idle_count(), 2);
+        pool.sweep(t0 + Duration::from_secs(2));
+        assert_eq!(pool.idle_count(), 1);
+        pool.sweep(t0 + Duration::from_secs(4));
         assert_eq!(pool.idle_count(), 0);
     }
 
