@@ -215,6 +215,9 @@ pub fn reference_decode(input: &[u8]) -> Decoded {
         {
             return Decoded::Invalid;
         }
+        if !hawkey::head::allowed_in_trailer(name) {
+            continue; // dropped, as the decoder does [R2]
+        }
         trailers.extend_from_slice(name);
         trailers.extend_from_slice(b": ");
         trailers.extend_from_slice(value);
