@@ -56,6 +56,10 @@ pub struct Client {
     /// the connection: the accept of a new connection, or the first byte of a head
     /// that was parked half-read.
     pub head_started: Option<Instant>,
+    /// When the connection went idle between requests: `keepAliveMs` runs from then,
+    /// however often it wakes with bytes that bring no request byte (a TLS record
+    /// sent a byte at a time). `None` from the first byte of a head.
+    idle_since: Option<Instant>,
     /// Set on the redirect listener: every request is answered with a 301 to the TLS
     /// listener at this address [K].
     pub redirect_to: Option<SocketAddr>,
@@ -92,11 +96,24 @@ impl Client {
             minor: 1,
             head_request: false,
             head_started: Some(accepted),
+            idle_since: None,
             redirect_to: None,
             readable: false,
             linger: false,
             _slot: slot,
         }
+    }
+
+    /// Whether bytes of a next request may be here already [R8]: read by us, held by
+    /// rustls, or still in the socket after a read that filled our buffer. Over TLS,
+    /// bytes of a record rustls has not read yet may wait in the socket too, which
+    /// one non-blocking poll tells.
+    fn input_may_wait(&mut self) -> bool {
+        !self.io.data().is_empty()
+            || self.io.last_read_filled()
+            || self.io.stream.has_buffered()
+            || (self.tls
+                && crate::sys::wait_readable(self.io.stream.tcp().as_raw_fd(), Duration::ZERO))
     }
 
     /// Answers with a status of our own [E]; closes afterwards unless `keep_alive`.
@@ -192,7 +209,7 @@ pub fn serve(shared: &Shared, mut client: Client) {
                 return close(shared, client);
             }
         };
-        client.head_started = None;
+        (client.head_started, client.idle_since) = (None, None);
         client.io.consume(len);
         client.minor = req.minor;
         client.head_request = req.method == "HEAD";
@@ -283,10 +300,10 @@ fn after_request(
         close(shared, client);
         return None;
     }
-    // Between requests the connection waits in the epoll set, which also sees a next
-    // request that is already here. Pipelined bytes already read are served now,
+    // Between requests the connection waits in the epoll set, which reports only
+    // bytes that arrive from now on. Pipelined bytes already here are served now,
     // unless other connections wait for a worker (fairness).
-    if client.io.data().is_empty() && !client.io.stream.has_buffered() {
+    if !client.input_may_wait() {
         return park(shared, rt, client, Instant::now());
     }
     if shared.queue.waiting() > 0 {
@@ -403,11 +420,15 @@ fn host_without_port(host: &str) -> Option<&str> {
 fn park(shared: &Shared, rt: &Runtime, mut client: Client, started: Instant) -> Option<Client> {
     let between_requests = client.head_started.is_none() && client.io.data().is_empty();
     let deadline = if between_requests {
-        Instant::now() + rt.timeouts.keep_alive()
+        *client.idle_since.get_or_insert_with(Instant::now) + rt.timeouts.keep_alive()
     } else {
+        client.idle_since = None;
         client.head_started = Some(started);
         started + rt.timeouts.header()
     };
+    if between_requests && deadline <= Instant::now() {
+        return None; // idle past keepAliveMs: what came since brought no request byte
+    }
     client.io.shrink();
     shared.park(client, deadline)
 }

@@ -30,6 +30,8 @@ pub struct BufStream<S> {
     start: usize, // first unread byte
     end: usize,   // one past the last read byte
     out: Vec<u8>, // bytes put but not yet written
+    /// The last read filled all the room there was: more may wait in the socket.
+    filled: bool,
     /// The socket is registered in the parker's epoll set (`park.rs`).
     pub watched: bool,
 }
@@ -42,8 +44,15 @@ impl<S: Read + Write> BufStream<S> {
             start: 0,
             end: 0,
             out: Vec::new(),
+            filled: false,
             watched: false,
         }
+    }
+
+    /// Whether the last read filled the buffer, so that the stream may hold more
+    /// than was read (a read that returned less took all there was).
+    pub fn last_read_filled(&self) -> bool {
+        self.filled
     }
 
     /// The buffered, unread bytes.
@@ -98,8 +107,10 @@ impl<S: Read + Write> BufStream<S> {
             }
             self.buf.resize(grown, 0);
         }
+        let room = self.buf.len() - self.end;
         let n = self.stream.read(&mut self.buf[self.end..])?;
         self.end += n;
+        self.filled = n == room;
         Ok(n)
     }
 

@@ -840,6 +840,38 @@ fn r8_pipelined_requests_are_answered_in_order() {
     assert!(is_closed(&mut s));
 }
 
+/// A GET of exactly `len` bytes (padded with a field), for requests that end at a
+/// read boundary.
+fn get_of_length(target: &str, len: usize) -> String {
+    let bare = format!("GET {target} HTTP/1.1\r\nHost: h\r\nX-Pad: \r\n\r\n");
+    assert!(bare.len() <= len);
+    let pad = "p".repeat(len - bare.len());
+    format!("GET {target} HTTP/1.1\r\nHost: h\r\nX-Pad: {pad}\r\n\r\n")
+}
+
+// See: issue 12. The first request ends exactly where a read of hawkey's buffer ends;
+// the second, already sent, must be answered without waiting for more input [R8].
+#[test]
+fn r8_a_pipelined_request_behind_one_that_ends_at_a_read_boundary_is_answered_at_once() {
+    let backend = echo();
+    let mut config = route_config("^/", &backend);
+    config["timeouts"] = json!({ "keepAliveMs": 3000 });
+    let hawkey = Hawkey::start(config);
+    for len in [1024, 2048, 4096, 16384, 32768] {
+        let mut s = hawkey.connect();
+        let both = get_of_length("/first", len) + "GET /second HTTP/1.1\r\nHost: h\r\n\r\n";
+        let sent = Instant::now();
+        send(&mut s, both.as_bytes());
+        assert_eq!(read_response(&mut s, false).text(), "GET /first ", "{len}");
+        assert_eq!(read_response(&mut s, false).text(), "GET /second ", "{len}");
+        let waited = sent.elapsed();
+        assert!(
+            waited < Duration::from_secs(1),
+            "{len}: both answered after {waited:?}"
+        );
+    }
+}
+
 #[test]
 fn r8_http11_connection_is_persistent_unless_connection_close() {
     let backend = echo();

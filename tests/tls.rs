@@ -267,6 +267,67 @@ fn t_keep_alive_requests_over_tls_reach_backend_as_https() {
     }
 }
 
+// See: issue 12. Over TLS too, a request already sent behind one that ends at a read
+// boundary is answered without waiting for more input [R8].
+#[test]
+fn t_pipelined_requests_over_tls_are_answered_at_once_whatever_the_boundary() {
+    let backend = Backend::start(|r| ok(&r.target));
+    let mut config = route_config("^/", &backend);
+    config["timeouts"] = json!({ "keepAliveMs": 3000 });
+    let hawkey = TlsHawkey::start(config);
+    for len in [1024, 4096, 16384, 16384 + 4096, 32768] {
+        let mut tls = handshake(hawkey.https, &client_config()).unwrap();
+        let bare = "GET /first HTTP/1.1\r\nHost: localhost\r\nX-Pad: \r\n\r\n";
+        let first = bare.replace(
+            "X-Pad: ",
+            &format!("X-Pad: {}", "p".repeat(len - bare.len())),
+        );
+        let both = first + "GET /second HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let sent = Instant::now();
+        tls.write_all(both.as_bytes()).unwrap();
+        assert_eq!(read_response(&mut tls, false).text(), "/first", "{len}");
+        assert_eq!(read_response(&mut tls, false).text(), "/second", "{len}");
+        let waited = sent.elapsed();
+        assert!(
+            waited < Duration::from_secs(1),
+            "{len}: both answered after {waited:?}"
+        );
+    }
+}
+
+// See: issue 12. Bytes that never make a whole TLS record bring no request byte: the
+// keep-alive wait is not restarted by them, and the connection closes at its deadline.
+#[test]
+fn t_a_partial_record_dribbled_after_a_request_is_closed_at_keep_alive_ms() {
+    let backend = Backend::fixed("hello");
+    let mut config = route_config("^/", &backend);
+    config["timeouts"] = json!({ "keepAliveMs": 1000 });
+    let hawkey = TlsHawkey::start(config);
+    let mut tls = handshake(hawkey.https, &client_config()).unwrap();
+    tls.write_all(b"GET /r HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut tls, false).text(), "hello");
+    let answered = Instant::now();
+    // An application-data record header announcing 16 KiB, then a byte at a time.
+    let mut raw = tls.sock.try_clone().unwrap();
+    let dribbling = std::thread::spawn(move || {
+        let _ = raw.write_all(&[0x17, 0x03, 0x03, 0x40, 0x00]);
+        for _ in 0..300 {
+            std::thread::sleep(Duration::from_millis(20));
+            if raw.write_all(b"x").is_err() {
+                return;
+            }
+        }
+    });
+    read_until_closed(&mut tls.sock, Duration::from_secs(4));
+    let open_for = answered.elapsed();
+    assert!(
+        (Duration::from_millis(900)..Duration::from_millis(2500)).contains(&open_for),
+        "closed {open_for:?} after the answer (keepAliveMs 1000)"
+    );
+    dribbling.join().unwrap();
+}
+
 #[test]
 fn t_alpn_negotiates_http11_when_h2_is_offered_first() {
     let backend = Backend::fixed("hello");
