@@ -10,7 +10,7 @@ use std::path::{Component, Path};
 
 use hawkey::body::{ChunkedDecoder, Step, chunk_header, is_tchar};
 use hawkey::config::Config;
-use hawkey::head::{Fields, parse_request, parse_response};
+use hawkey::head::{Fields, HeadScan, parse_request, parse_request_resumed, parse_response};
 use hawkey::static_files::segments;
 
 /// The request-head reader: any bytes give a head, "not yet", or an error; a head is
@@ -57,6 +57,19 @@ pub fn request_head(data: &[u8]) {
                 data.len()
             )
         }
+    }
+    // The same two reads through one resumed scan decide as the whole does.
+    let mut scan = HeadScan::default();
+    let resumed = match parse_request_resumed(&data[..cut], &mut scan) {
+        Ok(None) => parse_request_resumed(data, &mut scan),
+        decided => decided,
+    };
+    match (&resumed, &whole) {
+        (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
+        (Ok(Some((h, l))), Ok(Some((head, len)))) => {
+            assert_eq!((&h.target, l), (&head.target, len));
+        }
+        (resumed, whole) => panic!("resumed at {cut} gave {resumed:?}, whole gave {whole:?}"),
     }
 }
 

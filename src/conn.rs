@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::access_log::Entry;
 use crate::body::{BodyLength, request_body_length};
 use crate::error::HeadError;
-use crate::head::{Fields, RequestHead, parse_request};
+use crate::head::{Fields, HeadScan, RequestHead, parse_request_resumed};
 use crate::headers::local_response;
 use crate::proxy::{Forwarded, Pending};
 use crate::relay::{BufStream, discard_body};
@@ -60,6 +60,8 @@ pub struct Client {
     /// however often it wakes with bytes that bring no request byte (a TLS record
     /// sent a byte at a time). `None` from the first byte of a head.
     idle_since: Option<Instant>,
+    /// How far the head being read has been scanned (each byte once).
+    head_scan: HeadScan,
     /// Set on the redirect listener: every request is answered with a 301 to the TLS
     /// listener at this address [K].
     pub redirect_to: Option<SocketAddr>,
@@ -97,6 +99,7 @@ impl Client {
             head_request: false,
             head_started: Some(accepted),
             idle_since: None,
+            head_scan: HeadScan::default(),
             redirect_to: None,
             readable: false,
             linger: false,
@@ -210,6 +213,7 @@ pub fn serve(shared: &Shared, mut client: Client) {
             }
         };
         (client.head_started, client.idle_since) = (None, None);
+        client.head_scan = HeadScan::default();
         client.io.consume(len);
         client.minor = req.minor;
         client.head_request = req.method == "HEAD";
@@ -498,7 +502,7 @@ fn read_head(rt: &Runtime, client: &mut Client, started: Instant) -> Result<Head
     let deadline = started + rt.timeouts.header();
     let fd = client.io.stream.tcp().as_raw_fd();
     loop {
-        if let Some((req, len)) = parse_request(client.io.data())? {
+        if let Some((req, len)) = parse_request_resumed(client.io.data(), &mut client.head_scan)? {
             // A whole head that came in one read can be longer than the limit.
             if len > rt.max_header_bytes {
                 return Err(HeadError::TooLarge);

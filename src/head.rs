@@ -153,24 +153,97 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|item| !item.is_empty())
 }
 
+/// How far a partial head has been looked at, so that each byte is scanned once
+/// however the head arrives: a 64 KiB head dribbled a byte at a time costs linear
+/// time, not a scan of the whole head per byte [E]. A new head starts from
+/// `HeadScan::default()`; between calls its buffer may only grow at the end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeadScan {
+    /// Bytes scanned so far for the empty line that ends the head.
+    scanned: usize,
+    /// Where the line being scanned starts.
+    line_start: usize,
+    /// Just past the first line that is not empty (the request line), once seen.
+    first_line_end: Option<usize>,
+    /// The request line was checked.
+    first_line_checked: bool,
+}
+
+impl HeadScan {
+    /// Where the head ends (just past the empty line), checking line endings on the
+    /// way; resumes where the last call stopped.
+    ///
+    /// RFC 9112 §2.2: a recipient MAY accept a bare LF as a line terminator. We
+    /// don't: a backend that disagrees would see a different set of fields (request
+    /// smuggling).
+    fn find_end(&mut self, buf: &[u8]) -> Result<Option<usize>, &'static str> {
+        let mut prev = match self.scanned {
+            0 => 0,
+            n => buf[n - 1],
+        };
+        for (i, &b) in buf.iter().enumerate().skip(self.scanned) {
+            if prev == b'\r' && b != b'\n' {
+                return Err("bare CR in the head");
+            }
+            if b == b'\n' {
+                if prev != b'\r' {
+                    return Err("bare LF line ending");
+                }
+                if i == self.line_start + 1 && i > 1 {
+                    return Ok(Some(i + 1)); // this line was empty: the head ends here
+                }
+                if i > self.line_start + 1 && self.first_line_end.is_none() {
+                    self.first_line_end = Some(i + 1);
+                }
+                self.line_start = i + 1;
+            }
+            prev = b;
+        }
+        self.scanned = buf.len();
+        Ok(None)
+    }
+}
+
 /// Parses a request head from the start of `buf`. `Ok(None)`: not complete yet.
 /// `Ok(Some((head, len)))`: the head took the first `len` bytes.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    let end = head_end(buf).map_err(HeadError::Malformed)?;
+    parse_request_resumed(buf, &mut HeadScan::default())
+}
+
+/// `parse_request` for a head that arrives in pieces: `scan` remembers what earlier
+/// calls on the same (grown) buffer looked at.
+pub fn parse_request_resumed(
+    buf: &[u8],
+    scan: &mut HeadScan,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let Some(end) = scan.find_end(buf).map_err(HeadError::Malformed)? else {
+        // The request line is parsed as soon as it is whole, so that a bad one (an
+        // HTTP/0.9 `GET /` that will never be followed by an empty line) is refused
+        // at once.
+        if let Some(end) = scan.first_line_end.filter(|_| !scan.first_line_checked) {
+            scan.first_line_checked = true;
+            let line = &buf[..end];
+            let mut raw = [httparse::EMPTY_HEADER; 1];
+            match httparse::Request::new(&mut raw).parse(line) {
+                Ok(_) => {}
+                Err(httparse::Error::Version) => return Err(version_error(line)),
+                Err(_) => return Err(HeadError::Malformed("bad request line")),
+            }
+        }
+        return Ok(None);
+    };
     let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut raw);
-    // An incomplete head is parsed too, so that a bad request line (an HTTP/0.9
-    // `GET /` that will never be followed by an empty line) is refused at once.
-    let head = &buf[..end.unwrap_or(buf.len())];
+    let head = &buf[..end];
     match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) if end.is_some() => {}
-        Ok(_) if end.is_none() => return Ok(None),
-        Ok(_) => return Err(HeadError::Malformed("incomplete request line")),
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(HeadError::Malformed("incomplete request line"));
+        }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(httparse::Error::Version) => return Err(version_error(head)),
         Err(_) => return Err(HeadError::Malformed("bad request line or header field")),
     }
-    let end = end.unwrap_or(buf.len());
     let fields = collect_fields(req.headers).map_err(HeadError::Malformed)?;
     let head = RequestHead {
         method: req.method.unwrap_or_default().to_string(),
@@ -189,7 +262,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadErr
 
 /// Parses a response head from the start of `buf`, as `parse_request` does.
 pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, &'static str> {
-    let end = match head_end(buf)? {
+    let end = match HeadScan::default().find_end(buf)? {
         Some(end) => end,
         None => return Ok(None),
     };
@@ -216,30 +289,6 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, &'sta
         fields,
     };
     Ok(Some((head, end)))
-}
-
-/// Where the head ends (just past the empty line), after checking line endings.
-///
-/// RFC 9112 §2.2: a recipient MAY accept a bare LF as a line terminator. We don't: a
-/// backend that disagrees would see a different set of fields (request smuggling).
-fn head_end(buf: &[u8]) -> Result<Option<usize>, &'static str> {
-    let mut prev = 0u8;
-    let mut line_start = 0;
-    for (i, &b) in buf.iter().enumerate() {
-        if b == b'\n' {
-            if prev != b'\r' {
-                return Err("bare LF line ending");
-            }
-            if i == line_start + 1 && i > 1 {
-                return Ok(Some(i + 1)); // this line was empty: the head ends here
-            }
-            line_start = i + 1;
-        } else if b == b'\r' && buf.get(i + 1).is_some_and(|&n| n != b'\n') {
-            return Err("bare CR in the head");
-        }
-        prev = b;
-    }
-    Ok(None)
 }
 
 /// A version httparse refused: written out like `HTTP/2.0` it is a 505, anything else
@@ -303,6 +352,61 @@ mod tests {
             ("GET", "/a?b=c", 1)
         );
         assert_eq!(head.first("ACCEPT"), Some(&b"*/*"[..]));
+    }
+
+    /// Feeds `wire` to one `HeadScan` in pieces ending at `cuts`, then whole.
+    fn resumed(wire: &[u8], cuts: &[usize]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        let mut scan = HeadScan::default();
+        for &cut in cuts {
+            if parse_request_resumed(&wire[..cut], &mut scan)?.is_some() {
+                break;
+            }
+        }
+        parse_request_resumed(wire, &mut scan)
+    }
+
+    #[test]
+    fn a_head_in_pieces_parses_as_it_does_whole() {
+        let good = b"\r\nGET /a HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\nrest".as_slice();
+        let bad: [&[u8]; 5] = [
+            b"GET / HTTP/1.1\r\nHost: x\rA: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\nA: b\r\n\r\n",
+            b"GET /\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
+        ];
+        for wire in [good].iter().chain(&bad) {
+            let outcome = |r: Result<Option<(RequestHead, usize)>, HeadError>| {
+                r.map(|h| h.map(|(h, len)| (h.target, len)))
+                    .map_err(HeadError::status)
+            };
+            let whole = outcome(parse_request(wire));
+            let every_byte: Vec<usize> = (0..wire.len()).collect();
+            for cuts in (0..=wire.len()).map(|c| vec![c]).chain([every_byte]) {
+                let got = outcome(resumed(wire, &cuts));
+                assert_eq!(
+                    got,
+                    whole,
+                    "{:?} cut at {cuts:?}",
+                    String::from_utf8_lossy(wire)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_request_line_is_refused_before_the_head_ends() {
+        assert_eq!(
+            parse_request(b"GET /\r\nHost: x\r\n").unwrap_err().status(),
+            400
+        );
+        let mut scan = HeadScan::default();
+        assert!(
+            parse_request_resumed(b"GET / HTTP/1.1\r", &mut scan)
+                .unwrap()
+                .is_none()
+        );
+        assert!(parse_request_resumed(b"GET / HTTP/1.1\rX", &mut scan).is_err());
     }
 
     #[test]
