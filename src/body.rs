@@ -156,10 +156,16 @@ impl ChunkedDecoder {
     /// Consumes from `input` and says what it found; call again with the rest.
     /// Returns how many bytes of `input` were used.
     pub fn step(&mut self, input: &[u8]) -> Result<(usize, Step), ChunkError> {
+        self.step_at_most(input, usize::MAX)
+    }
+
+    /// `step`, handing out at most `max` body bytes (at least 1) at a time: the
+    /// reader takes only what the other side has room for.
+    pub fn step_at_most(&mut self, input: &[u8], max: usize) -> Result<(usize, Step), ChunkError> {
         let mut i = 0;
         while i < input.len() {
             if let State::Data(left) = self.state {
-                let available = input.len() - i;
+                let available = (input.len() - i).min(max.max(1));
                 let n = usize::try_from(left).map_or(available, |left| left.min(available));
                 self.state = if n as u64 == left {
                     State::DataCr

@@ -17,7 +17,7 @@ pub struct Field {
     pub value: Vec<u8>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: String,
     /// The request target as received: path and query, not decoded [R1].

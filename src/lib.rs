@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod front;
 pub mod head;
 pub mod headers;
 pub mod httpdate;

@@ -1,0 +1,757 @@
+//! The HTTP/1 front, sans-I/O [R2][R3][R8][E]: the bytes a client sends become
+//! request events (a head, body bytes, the end of the body), and the answer (interim
+//! heads, a response head, body bytes, its end) becomes the bytes to send back. It
+//! never touches a socket and never reads the clock: whoever drives it reads into
+//! `input_space`, writes out `output`, passes `now` in, and waits for what
+//! `wants_read`, `wants_write` and `deadline` say.
+//!
+//! One request at a time: a head, then its body; then the reader pauses until the
+//! answer is sent, and only then looks at the next request, whose bytes may be here
+//! already (pipelining). Keep-alive, `Connection: close`, HTTP/1.0 and the framing of
+//! the answer (length, chunked, or until close) are decided here, so what answers a
+//! request needs no HTTP/1 framing of its own. A head arriving a byte at a time is
+//! scanned once (`HeadScan`); `headerMs` runs from a head's first byte (from the
+//! accept for the first), `keepAliveMs` from the end of the last answer.
+//!
+//! Not here yet: upgrades (the 101 and the bytes after it) and the lingering close.
+
+use std::time::{Duration, Instant};
+
+use crate::body::{BodyLength, ChunkedDecoder, Step, chunk_header, request_body_length};
+use crate::error::HeadError;
+use crate::head::{Fields, HeadScan, RequestHead, ResponseHead, parse_request_resumed};
+use crate::headers::{ClientFraming, client_response_head, local_response};
+
+/// The limits a connection is read with (from the config in force when it started).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    /// `headerMs`: from the first byte of a head (or the accept) to its end.
+    pub header: Duration,
+    /// `keepAliveMs`: from the end of an answer to the first byte of the next head.
+    pub keep_alive: Duration,
+}
+
+/// The input buffer's size in a body: body bytes are taken in pieces of at most this.
+const BODY_BUF: usize = 32 * 1024;
+/// The input buffer's first size: most heads fit (nginx's `client_header_buffer_size`).
+const FIRST_BUF: usize = 1024;
+
+/// What the client's bytes say next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Nothing more until more bytes come (or the deadline passes).
+    NeedData,
+    /// A request head, and how its body is framed; `Data` and `End` follow.
+    Request(RequestHead, BodyLength),
+    /// Body bytes, at most the room given; all of them are the taker's.
+    Data(&'a [u8]),
+    /// Body bytes wait, but the taker has no room.
+    Full,
+    /// The body is complete; the trailers, if it was chunked (filtered, re-serialised).
+    End(&'a [u8]),
+    /// The request is read; the next is not looked at before the answer is sent.
+    Paused,
+    /// A head or body the client sent is refused; its answer is queued (when no
+    /// answer had begun) and the connection closes after it.
+    Refused(HeadError),
+    /// The client closed: between requests, or in the middle of one.
+    Closed { mid_message: bool },
+}
+
+/// Where reading stands.
+#[derive(Debug)]
+enum Reading {
+    /// Waiting for a head or the rest of one. `started`: its first byte (or the
+    /// accept, or the end of the last answer when `idle`).
+    Head {
+        scan: HeadScan,
+        started: Instant,
+        idle: bool,
+    },
+    /// In a body with a length: this many bytes left.
+    Exact(u64),
+    /// In a chunked body.
+    Chunked(Box<ChunkedDecoder>),
+    /// The request is read; waiting for its answer to be sent.
+    Paused,
+    /// Nothing more is read; the connection closes once the output is written.
+    Done,
+}
+
+/// Where the answer to the current request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writing {
+    /// Nothing sent yet.
+    Nothing,
+    /// The head is sent; the body goes out framed so.
+    Body(ClientFraming),
+}
+
+/// One client connection's HTTP/1 state.
+#[derive(Debug)]
+pub struct H1 {
+    limits: Limits,
+    /// Received bytes live in `buf[start..end]`; `buf`'s length is its capacity.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The client has closed its side.
+    eof: bool,
+    reading: Reading,
+    writing: Writing,
+    /// Bytes to send, in order.
+    out: Vec<u8>,
+    /// Trailers of the chunked body just ended, for `Event::End`.
+    trailers: Vec<u8>,
+    /// HTTP minor version of the request being answered.
+    minor: u8,
+    /// The request being answered is a HEAD.
+    head_request: bool,
+    /// The connection stays open after this answer (so far as we know).
+    keep_alive: bool,
+}
+
+impl H1 {
+    /// A new connection, accepted at `now`.
+    pub fn new(limits: Limits, now: Instant) -> H1 {
+        H1 {
+            limits,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            eof: false,
+            reading: Reading::Head {
+                scan: HeadScan::default(),
+                started: now,
+                idle: false,
+            },
+            writing: Writing::Nothing,
+            out: Vec::new(),
+            trailers: Vec::new(),
+            minor: 1,
+            head_request: false,
+            keep_alive: true,
+        }
+    }
+
+    // ------------------------------------------------------------------ input
+
+    /// The most input held at once: a head up to `maxHeaderBytes`, a body's piece.
+    fn input_cap(&self) -> usize {
+        match self.reading {
+            Reading::Head { .. } => self.limits.max_header_bytes,
+            _ => BODY_BUF,
+        }
+    }
+
+    /// Where to read the client's next bytes; empty when the buffer is full.
+    pub fn input_space(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let cap = self.input_cap().max(self.end);
+        if self.end == self.buf.len() && self.buf.len() < cap {
+            let grown = (self.buf.len() * 2).clamp(FIRST_BUF, cap);
+            self.buf.resize(grown, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into `input_space` at `now`.
+    pub fn received(&mut self, n: usize, now: Instant) {
+        self.end = (self.end + n).min(self.buf.len());
+        if let Reading::Head { started, idle, .. } = &mut self.reading
+            && *idle
+            && n > 0
+        {
+            (*started, *idle) = (now, false); // headerMs runs from this first byte
+        }
+    }
+
+    /// The client closed its side.
+    pub fn received_eof(&mut self) {
+        self.eof = true;
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Whether the client should be read: a request is being read, there is room,
+    /// and it has not closed.
+    pub fn wants_read(&self) -> bool {
+        let reading = matches!(
+            self.reading,
+            Reading::Head { .. } | Reading::Exact(_) | Reading::Chunked(_)
+        );
+        reading && !self.eof && self.end - self.start < self.input_cap()
+    }
+
+    /// What the client's bytes say next. `room`: how many body bytes the taker can
+    /// accept now.
+    pub fn next_event(&mut self, room: usize) -> Event<'_> {
+        match &mut self.reading {
+            Reading::Done => Event::Closed { mid_message: false },
+            Reading::Paused => Event::Paused,
+            Reading::Head { .. } => self.next_head(),
+            Reading::Exact(0) => {
+                self.reading = Reading::Paused;
+                Event::End(&[])
+            }
+            Reading::Exact(_) | Reading::Chunked(_) if room == 0 => match self.start < self.end {
+                true => Event::Full,
+                false => self.starved(),
+            },
+            Reading::Exact(left) => {
+                let available = self.end - self.start;
+                if available == 0 {
+                    return self.starved();
+                }
+                let n = usize::try_from(*left).map_or(available, |left| left.min(available));
+                let n = n.min(room);
+                *left -= n as u64;
+                let piece = self.start..self.start + n;
+                self.start += n;
+                Event::Data(&self.buf[piece])
+            }
+            Reading::Chunked(dec) => {
+                let data = &self.buf[self.start..self.end];
+                match dec.step_at_most(data, room) {
+                    Err(_) => self.refuse(HeadError::Malformed("bad chunked body")),
+                    Ok((used, Step::Data(range))) => {
+                        let piece = self.start + range.start..self.start + range.end;
+                        self.start += used;
+                        Event::Data(&self.buf[piece])
+                    }
+                    Ok((used, Step::Done)) => {
+                        self.start += used;
+                        self.trailers = dec.trailers().to_vec();
+                        self.reading = Reading::Paused;
+                        Event::End(&self.trailers)
+                    }
+                    Ok((used, Step::Need)) => {
+                        self.start += used;
+                        self.starved()
+                    }
+                }
+            }
+        }
+    }
+
+    /// In a body with nothing buffered: more is needed, unless the client closed.
+    fn starved(&mut self) -> Event<'static> {
+        if self.eof {
+            self.reading = Reading::Done;
+            return Event::Closed { mid_message: true };
+        }
+        Event::NeedData
+    }
+
+    fn next_head(&mut self) -> Event<'_> {
+        let Reading::Head { scan, .. } = &mut self.reading else {
+            return Event::NeedData;
+        };
+        let max = self.limits.max_header_bytes;
+        let data = &self.buf[self.start..self.end];
+        match parse_request_resumed(data, scan) {
+            Err(e) => self.refuse(e),
+            // A whole head that came in one read can be longer than the limit.
+            Ok(Some((_, len))) if len > max => self.refuse(HeadError::TooLarge),
+            Ok(Some((head, len))) => {
+                self.start += len;
+                self.begin(head)
+            }
+            Ok(None) if data.len() >= max => self.refuse(HeadError::TooLarge),
+            Ok(None) if self.eof => {
+                let mid_message = !data.is_empty();
+                self.reading = Reading::Done;
+                Event::Closed { mid_message }
+            }
+            Ok(None) => Event::NeedData,
+        }
+    }
+
+    /// A whole head: its framing, keep-alive, and what is read next.
+    fn begin(&mut self, head: RequestHead) -> Event<'_> {
+        let body = match request_body_length(&head) {
+            Ok(body) => body,
+            Err(e) => return self.refuse(e),
+        };
+        self.minor = head.minor;
+        self.head_request = head.method == "HEAD";
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding is taken to have
+        // faulty framing; it is answered and the connection closed.
+        self.keep_alive = match head.minor {
+            1 => !head.has_token("connection", "close"),
+            _ => {
+                head.has_token("connection", "keep-alive")
+                    && head.first("transfer-encoding").is_none()
+            }
+        };
+        self.writing = Writing::Nothing;
+        self.reading = match body {
+            BodyLength::Empty | BodyLength::UntilClose => Reading::Exact(0),
+            BodyLength::Exact(n) => Reading::Exact(n),
+            BodyLength::Chunked => Reading::Chunked(Box::default()),
+        };
+        Event::Request(head, body)
+    }
+
+    /// Refuses what the client sent: the error's answer when none has begun, then
+    /// the connection closes.
+    fn refuse(&mut self, e: HeadError) -> Event<'static> {
+        if self.writing == Writing::Nothing {
+            // The answer follows this request's method: a HEAD's error has no body.
+            let head_only = self.data().starts_with(b"HEAD ");
+            let minor = self.minor;
+            let answer = local_response(e.status(), &[], false, minor, head_only);
+            self.out.extend_from_slice(&answer);
+        }
+        self.reading = Reading::Done;
+        Event::Refused(e)
+    }
+
+    // ------------------------------------------------------------------ output
+
+    /// The request being answered is a HEAD: its answer has no body.
+    pub fn is_head_request(&self) -> bool {
+        self.head_request
+    }
+
+    /// The connection closes after this answer (the request or the front said so).
+    pub fn close_after_answer(&mut self) {
+        self.keep_alive = false;
+    }
+
+    /// Whether the whole request has been read (nothing of its body is left).
+    fn request_read(&self) -> bool {
+        matches!(self.reading, Reading::Paused | Reading::Exact(0))
+    }
+
+    /// An interim (1xx) head: relayed to HTTP/1.1 clients, dropped for HTTP/1.0 [R3].
+    pub fn send_interim(&mut self, res: &ResponseHead) {
+        if self.minor == 1 {
+            client_response_head(res, ClientFraming::NoBody, true, 1, &mut self.out);
+        }
+    }
+
+    /// The head of the answer. `length`: how the backend framed the body (`Empty`
+    /// for HEAD, 1xx, 204, 304); the client gets it with a length, chunked (HTTP/1.1),
+    /// or until close (HTTP/1.0) [R3]. `keep_alive`: the answerer allows the
+    /// connection to stay open.
+    pub fn send_head(&mut self, res: &ResponseHead, length: BodyLength, keep_alive: bool) {
+        self.keep_alive &= keep_alive && self.request_read();
+        let framing = match length {
+            BodyLength::Empty => ClientFraming::NoBody,
+            BodyLength::Exact(n) => ClientFraming::Length(n),
+            BodyLength::Chunked | BodyLength::UntilClose if self.minor == 1 => {
+                ClientFraming::Chunked
+            }
+            BodyLength::Chunked | BodyLength::UntilClose => {
+                self.keep_alive = false;
+                ClientFraming::Close
+            }
+        };
+        client_response_head(res, framing, self.keep_alive, self.minor, &mut self.out);
+        self.writing = Writing::Body(framing);
+    }
+
+    /// A whole answer made here (an error, a 404, a redirect), with its text body;
+    /// `extra` fields after the standard ones. `now`: when it was queued.
+    pub fn send_local(&mut self, status: u16, extra: &[(&str, &str)], now: Instant) {
+        self.keep_alive &= self.request_read();
+        let answer = local_response(
+            status,
+            extra,
+            self.keep_alive,
+            self.minor,
+            self.head_request,
+        );
+        self.out.extend_from_slice(&answer);
+        self.finish(now);
+    }
+
+    /// Bytes of the answer's body.
+    pub fn send_data(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || self.head_request {
+            return;
+        }
+        if self.writing == Writing::Body(ClientFraming::Chunked) {
+            chunk_header(bytes.len(), &mut self.out);
+            self.out.extend_from_slice(bytes);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    /// The end of the answer's body, with the backend's trailers (chunked only).
+    pub fn send_end(&mut self, trailers: &[u8], now: Instant) {
+        if self.writing == Writing::Body(ClientFraming::Chunked) {
+            self.out.extend_from_slice(b"0\r\n");
+            self.out.extend_from_slice(trailers);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if self.writing == Writing::Body(ClientFraming::Close) {
+            self.keep_alive = false;
+        }
+        self.finish(now);
+    }
+
+    /// The answer cannot be completed (the backend failed after its head): what was
+    /// queued is sent, then the connection closes, without a clean end.
+    pub fn abort(&mut self) {
+        self.reading = Reading::Done;
+    }
+
+    /// The answer is complete: read the next request, or close.
+    fn finish(&mut self, now: Instant) {
+        self.writing = Writing::Nothing;
+        self.reading = match self.keep_alive && self.request_read() {
+            true => Reading::Head {
+                scan: HeadScan::default(),
+                started: now,
+                idle: self.start == self.end, // a pipelined head may have begun
+            },
+            false => Reading::Done,
+        };
+    }
+
+    /// The bytes to send to the client now.
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// `n` bytes of `output` were written.
+    pub fn wrote(&mut self, n: usize) {
+        self.out.drain(..n.min(self.out.len()));
+    }
+
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Nothing more will be read or written: close the connection.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.reading, Reading::Done) && self.out.is_empty()
+    }
+
+    // ------------------------------------------------------------------ time
+
+    /// When the wait for a head ends: `headerMs` after its first byte (or the
+    /// accept), `keepAliveMs` after the last answer. `None` while a request is
+    /// being read or answered: those waits belong to the exchange.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.reading {
+            Reading::Head {
+                started,
+                idle: true,
+                ..
+            } => Some(started + self.limits.keep_alive),
+            Reading::Head { started, .. } => Some(started + self.limits.header),
+            _ => None,
+        }
+    }
+
+    /// The deadline passed at `now`: an idle connection closes; one with part of a
+    /// head gets a 408 first [E]. Bytes already received are looked at first: a
+    /// head that came in time is served.
+    pub fn expire(&mut self, now: Instant) {
+        if self.deadline().is_none_or(|d| now < d) {
+            return;
+        }
+        let Reading::Head { scan, .. } = &self.reading else {
+            return;
+        };
+        let mut scan = *scan; // looked at, not taken: the next event takes it
+        if !matches!(parse_request_resumed(self.data(), &mut scan), Ok(None)) {
+            return; // a whole head, or a refusal: `next_event` says which
+        }
+        if self.start < self.end {
+            self.refuse(HeadError::Timeout);
+        } else {
+            self.reading = Reading::Done;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 4096,
+        header: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(60),
+    };
+
+    /// Feeds `bytes` to `h1` as one read.
+    fn feed(h1: &mut H1, mut bytes: &[u8], now: Instant) {
+        while !bytes.is_empty() {
+            let space = h1.input_space();
+            assert!(!space.is_empty(), "input full");
+            let n = space.len().min(bytes.len());
+            space[..n].copy_from_slice(&bytes[..n]);
+            h1.received(n, now);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// What the events say, as text, until the reader needs data or pauses.
+    fn drain(h1: &mut H1, room: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let event = h1.next_event(room);
+            let text = match &event {
+                Event::NeedData => return seen,
+                Event::Paused => {
+                    seen.push("paused".into());
+                    return seen;
+                }
+                Event::Full => return seen,
+                Event::Request(head, body) => format!("{} {} {body:?}", head.method, head.target),
+                Event::Data(d) => format!("data {}", String::from_utf8_lossy(d)),
+                Event::End(t) => format!("end {}", String::from_utf8_lossy(t)),
+                Event::Refused(e) => format!("refused {}", e.status()),
+                Event::Closed { mid_message } => format!("closed {mid_message}"),
+            };
+            let stop = matches!(event, Event::Refused(_) | Event::Closed { .. });
+            seen.push(text);
+            if stop {
+                return seen;
+            }
+        }
+    }
+
+    /// Body data events merged, and a pause seen again once, so that where the
+    /// input was cut does not change what is compared.
+    fn merged(events: Vec<String>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in events {
+            match (out.last_mut(), e.strip_prefix("data ")) {
+                (Some(last), Some(more)) if last.starts_with("data ") => last.push_str(more),
+                (Some(last), None) if *last == e && e == "paused" => {}
+                _ => out.push(e),
+            }
+        }
+        out
+    }
+
+    const PIPELINED: &[u8] = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+        PUT /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
+
+    #[test]
+    fn requests_cut_at_every_offset_give_the_same_events() {
+        let t0 = Instant::now();
+        let mut whole = Vec::new();
+        for cut in 0..=PIPELINED.len() {
+            for room in [1, 3, usize::MAX] {
+                let mut h1 = H1::new(LIMITS, t0);
+                let mut seen = Vec::new();
+                feed(&mut h1, &PIPELINED[..cut], t0);
+                seen.extend(drain(&mut h1, room));
+                feed(&mut h1, &PIPELINED[cut..], t0);
+                seen.extend(drain(&mut h1, room));
+                if seen.last().is_some_and(|e| e == "paused") {
+                    // Answer the first; the second is read only then (pipelining).
+                    h1.send_local(200, &[], t0);
+                    seen.extend(drain(&mut h1, room));
+                }
+                let seen = merged(seen);
+                if whole.is_empty() {
+                    whole = seen.clone();
+                }
+                assert_eq!(seen, whole, "cut at {cut}, room {room}");
+            }
+        }
+        assert_eq!(
+            whole,
+            [
+                "POST /a Exact(5)",
+                "data hello",
+                "end ",
+                "paused",
+                "PUT /b Chunked",
+                "data abc",
+                "end X-T: 1\r\n",
+                "paused"
+            ]
+        );
+    }
+
+    #[test]
+    fn answers_are_framed_for_the_client_and_keep_alive_decided() {
+        let t0 = Instant::now();
+        let res = |wire: &[u8]| crate::head::parse_response(wire).unwrap().unwrap().0;
+        // HTTP/1.1: a body of unknown length is chunked, and the connection stays.
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(&mut h1, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", t0);
+        assert_eq!(
+            drain(&mut h1, usize::MAX),
+            ["GET / Empty", "end ", "paused"]
+        );
+        h1.send_head(
+            &res(b"HTTP/1.1 200 OK\r\n\r\n"),
+            BodyLength::UntilClose,
+            true,
+        );
+        h1.send_data(b"abc");
+        h1.send_end(b"", t0);
+        let out = String::from_utf8(h1.output().to_vec()).unwrap();
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        );
+        assert!(!h1.is_finished());
+        assert_eq!(h1.deadline(), Some(t0 + LIMITS.keep_alive));
+        // HTTP/1.0: until close, and then the connection closes.
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(
+            &mut h1,
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            t0,
+        );
+        drain(&mut h1, usize::MAX);
+        h1.send_head(
+            &res(b"HTTP/1.1 200 OK\r\n\r\n"),
+            BodyLength::UntilClose,
+            true,
+        );
+        h1.send_data(b"abc");
+        h1.send_end(b"", t0);
+        let out = String::from_utf8(h1.output().to_vec()).unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc");
+        h1.wrote(out.len());
+        assert!(h1.is_finished());
+    }
+
+    #[test]
+    fn an_answer_before_the_whole_body_closes_the_connection_after_it() {
+        let t0 = Instant::now();
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(
+            &mut h1,
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc",
+            t0,
+        );
+        assert_eq!(drain(&mut h1, usize::MAX), ["POST / Exact(10)", "data abc"]);
+        h1.send_local(404, &[], t0);
+        let out = String::from_utf8(h1.output().to_vec()).unwrap();
+        assert!(out.contains("Connection: close\r\n"), "{out}");
+        h1.wrote(out.len());
+        assert!(h1.is_finished());
+    }
+
+    #[test]
+    fn refusals_are_answered_with_the_method_of_their_own_request() {
+        let t0 = Instant::now();
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(
+            &mut h1,
+            b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nBad Field\r\n\r\n",
+            t0,
+        );
+        drain(&mut h1, usize::MAX);
+        h1.send_head(
+            &crate::head::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0,
+            BodyLength::Empty,
+            true,
+        );
+        h1.send_end(b"", t0);
+        let first = h1.output().len();
+        assert_eq!(drain(&mut h1, usize::MAX), ["refused 400"]);
+        let out = String::from_utf8(h1.output()[first..].to_vec()).unwrap();
+        assert!(out.ends_with("\r\n\r\n400 Bad Request\n"), "{out}");
+    }
+
+    #[test]
+    fn deadlines_run_from_the_accept_the_first_byte_and_the_last_answer() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut h1 = H1::new(LIMITS, t0);
+        assert_eq!(h1.deadline(), Some(t0 + LIMITS.header));
+        feed(&mut h1, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", t0 + s(1));
+        drain(&mut h1, usize::MAX);
+        assert_eq!(h1.deadline(), None, "answering");
+        h1.send_local(404, &[], t0 + s(2));
+        assert_eq!(h1.deadline(), Some(t0 + s(2) + LIMITS.keep_alive));
+        h1.wrote(h1.output().len());
+        // Bytes of a next head start headerMs; silence until then changes nothing.
+        h1.expire(t0 + s(30));
+        assert!(!h1.is_finished());
+        feed(&mut h1, b"GET", t0 + s(40));
+        assert_eq!(h1.deadline(), Some(t0 + s(40) + LIMITS.header));
+        h1.expire(t0 + s(50));
+        let out = String::from_utf8(h1.output().to_vec()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        h1.wrote(out.len());
+        assert!(h1.is_finished());
+        // An idle connection just closes at keepAliveMs.
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(&mut h1, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", t0);
+        drain(&mut h1, usize::MAX);
+        h1.send_local(404, &[], t0);
+        h1.wrote(h1.output().len());
+        h1.expire(t0 + LIMITS.keep_alive);
+        assert!(h1.is_finished() && h1.output().is_empty());
+    }
+
+    #[test]
+    fn a_head_that_came_in_time_is_served_at_its_deadline() {
+        let t0 = Instant::now();
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(&mut h1, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", t0);
+        h1.expire(t0 + LIMITS.header);
+        assert_eq!(drain(&mut h1, usize::MAX)[0], "GET / Empty");
+    }
+
+    #[test]
+    fn input_is_bounded_by_the_head_limit_and_a_body_piece() {
+        let t0 = Instant::now();
+        let mut h1 = H1::new(LIMITS, t0);
+        let big = vec![b'a'; LIMITS.max_header_bytes];
+        feed(&mut h1, &big, t0);
+        assert!(!h1.wants_read());
+        assert_eq!(drain(&mut h1, usize::MAX), ["refused 431"]);
+        // A body the taker has no room for fills the buffer to one piece, no more.
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(
+            &mut h1,
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n",
+            t0,
+        );
+        assert_eq!(drain(&mut h1, 0), ["POST / Exact(100000)"]);
+        feed(&mut h1, &vec![b'b'; BODY_BUF], t0);
+        assert!(!h1.wants_read());
+        assert_eq!(h1.next_event(0), Event::Full);
+        assert!(matches!(h1.next_event(10), Event::Data(d) if d.len() == 10));
+        assert!(h1.wants_read());
+    }
+
+    #[test]
+    fn a_client_closing_mid_request_is_told_apart_from_one_closing_between() {
+        let t0 = Instant::now();
+        let mut h1 = H1::new(LIMITS, t0);
+        feed(
+            &mut h1,
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab",
+            t0,
+        );
+        h1.received_eof();
+        assert_eq!(
+            drain(&mut h1, usize::MAX),
+            ["POST / Exact(5)", "data ab", "closed true"]
+        );
+        let mut h1 = H1::new(LIMITS, t0);
+        h1.received_eof();
+        assert_eq!(drain(&mut h1, usize::MAX), ["closed false"]);
+    }
+}

@@ -1,0 +1,4 @@
+//! The client side of a connection, one module per protocol: bytes in, exchange
+//! events out, and back. `h1` is HTTP/1.x.
+
+pub mod h1;
