@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::backend::authority::Authority;
 use crate::error::ConfigError;
-use crate::upstream::Authority;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -486,7 +486,7 @@ impl Config {
 
     fn check_files(&self) -> Result<(), String> {
         if let Some(pems) = &self.pems {
-            crate::tls::server_config(pems)?; // read and parsed now, so --check sees a bad PEM
+            crate::front::tls::server_config(&pems.key, &pems.cert)?; // read and parsed now, so --check sees a bad PEM
         }
         if let Some(dir) = self.static_root().filter(|d| !d.is_dir()) {
             return Err(format!(

@@ -14,18 +14,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::access_log::Entry;
+use crate::backend::authority::Authority;
 use crate::body::{BodyLength, request_body_length};
 use crate::error::HeadError;
 use crate::head::{Fields, HeadScan, RequestHead, parse_request_resumed};
 use crate::headers::local_response;
+use crate::io::BufStream;
 use crate::proxy::{Forwarded, Pending};
-use crate::relay::{BufStream, discard_body};
+use crate::relay::discard_body;
 use crate::route::{self, Target};
 use crate::server::{Runtime, Shared};
 use crate::stream::ClientStream;
 use crate::sys::Peek;
 use crate::tunnel::Tunnel;
-use crate::upstream::Authority;
 use crate::workers::Job;
 
 /// Most bytes of an unwanted request body read and dropped to keep the connection.

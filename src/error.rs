@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use crate::upstream::Authority;
+use crate::backend::authority::Authority;
 
 /// A start-up failure: the file and what is wrong in it (serde_json adds line and column).
 #[derive(Debug)]

@@ -5,6 +5,8 @@
 //! a proxy that is more lenient than the backend behind it can be smuggled through,
 //! so every head is checked here before anything is forwarded.
 
+use std::time::Duration;
+
 use crate::error::HeadError;
 
 /// Most fields a head may carry; more is treated like a head over `maxHeaderBytes`.
@@ -143,6 +145,18 @@ pub fn allowed_in_trailer(name: &[u8]) -> bool {
         .chain(&SET_ON_REQUEST)
         .chain(&NOT_IN_TRAILERS);
     !known.into_iter().any(|k| is_named_like(name, k))
+}
+
+/// `Keep-Alive: timeout=N` → N seconds.
+pub fn keep_alive_hint(value: &[u8]) -> Option<Duration> {
+    list_items(value).find_map(|item| {
+        let (k, v) = std::str::from_utf8(item).ok()?.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("timeout")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+            .map(Duration::from_secs)
+    })
 }
 
 /// The items of a comma-separated field value, trimmed, empty ones skipped.
@@ -407,6 +421,15 @@ mod tests {
                 .is_none()
         );
         assert!(parse_request_resumed(b"GET / HTTP/1.1\rX", &mut scan).is_err());
+    }
+
+    #[test]
+    fn keep_alive_hints() {
+        assert_eq!(
+            keep_alive_hint(b"timeout=5, max=100"),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(keep_alive_hint(b"max=100"), None);
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //! 2. `park.rs`: connections wait in one epoll set; `workers.rs`: a fixed set of
 //!    threads takes the ready ones from it.
 //! 3. `conn.rs`: read a request head (`head.rs`; TLS through `stream.rs` and
-//!    `tls.rs`), frame its body (`body.rs`).
+//!    `front/tls.rs`), frame its body (`body.rs`).
 //! 4. `route.rs`: the static prefix (`static_files.rs`), else the first matching
 //!    `pathRegExp`.
-//! 5. `proxy.rs`: borrow a backend connection (`upstream.rs`), send the rewritten
-//!    head (`headers.rs`) and body (`relay.rs`), park until the backend answers,
-//!    relay the response.
+//! 5. `proxy.rs`: borrow a backend connection (`backend/`), send the rewritten
+//!    head (`headers.rs`) and body (`relay.rs` through `io.rs`), park until the
+//!    backend answers, relay the response.
 //! 6. `conn.rs` again: log the request (`access_log.rs`); keep-alive → park the
 //!    connection until its next request; after a 101, `tunnel.rs` relays raw bytes.
 //!
 //! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`,
 //! `signals.rs`, and `sys.rs`, the one module with `unsafe` code.
+//!
+//! Being built for the event loops: `front/h1.rs`, the HTTP/1 front as a sans-I/O
+//! machine (request events in, answer bytes out), not yet wired to the server.
 #![deny(unsafe_code)]
 // [P]: hawkey ships for 32-bit targets too, where `usize` is 32 bits: a length,
 // offset or count is converted with `try_from` (or kept in `u64`), never with a
@@ -28,6 +31,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod access_log;
+pub mod backend;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -37,6 +41,7 @@ pub mod front;
 pub mod head;
 pub mod headers;
 pub mod httpdate;
+pub mod io;
 pub mod log;
 pub mod park;
 pub mod proxy;
@@ -47,7 +52,5 @@ pub mod signals;
 pub mod static_files;
 pub mod stream;
 pub mod sys;
-pub mod tls;
 pub mod tunnel;
-pub mod upstream;
 pub mod workers;

@@ -18,16 +18,17 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backend::authority::Authority;
 use crate::body::{BodyLength, response_body_length};
 use crate::config::HttpVersion;
 use crate::conn::{Client, Outcome};
 use crate::error::{BackendFault, HeadError, ProxyError, status_for};
-use crate::head::{Fields, RequestHead, ResponseHead, list_items, parse_response};
+use crate::head::{Fields, RequestHead, ResponseHead, keep_alive_hint, list_items, parse_response};
 use crate::headers::{ClientFraming, Forwarding, backend_request_head, client_response_head};
-use crate::relay::{BufStream, RelayError, relay_body};
+use crate::io::BufStream;
+use crate::relay::{RelayError, relay_body};
 use crate::route::Route;
 use crate::server::Runtime;
-use crate::upstream::{Authority, keep_alive_hint};
 
 /// The request being forwarded and what we know about it (the request itself is
 /// passed alongside, since a `Pending` exchange outlives the worker's borrow).

@@ -7,8 +7,8 @@ use regex::Regex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::backend::authority::Authority;
 use crate::config::{HttpVersion, RouteConfig};
-use crate::upstream::Authority;
 
 #[derive(Debug)]
 pub struct Route {

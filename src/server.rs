@@ -17,6 +17,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::signals::{Signal, Signals};
 use crate::sys::{self, POLLIN};
 
+use crate::backend::pool::Pools;
 use crate::config::{Cidr, Config, Env, Timeouts};
 use crate::conn::{Client, Slot};
 use crate::headers::local_response;
@@ -24,7 +25,6 @@ use crate::park::{self, Parker};
 use crate::route::Route;
 use crate::stream::ClientStream;
 use crate::tunnel::{self, Tunnels};
-use crate::upstream::Pools;
 use crate::workers::{self, Crew, Queue};
 use rustls::{ServerConnection, StreamOwned};
 
@@ -116,7 +116,7 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let tls = config
         .pems
         .as_ref()
-        .map(crate::tls::server_config)
+        .map(|pems| crate::front::tls::server_config(&pems.key, &pems.cert))
         .transpose()?;
     let max_connections = fit_connections(config.max_connections);
     let (main, main_addr) = bind(SocketAddr::new(config.host.0, config.port))?;

@@ -1,100 +1,18 @@
-//! Backends: the `Authority` that names one, and the per-authority `Pool` of idle
-//! keep-alive connections [R5], which also remembers when a connect to it last failed
-//! [R6]. The round-robin turn over a route's authorities lives with the route.
+//! The per-authority `Pool` of idle keep-alive backend connections [R5], which also
+//! remembers when a connect to its authority last failed [R6]. The round-robin turn
+//! over a route's authorities lives with the route.
 //!
 //! The pool lock is held only to push or pop one entry; connecting, probing and
 //! closing all happen outside it.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::relay::BufStream;
-
-/// A backend `host:port`, kept as written in the config for the Host field [R2].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Authority {
-    /// As written in the config: what `Host` carries.
-    pub text: String,
-    /// The host part, without brackets for IPv6.
-    pub host: String,
-    pub port: u16,
-}
-
-impl Authority {
-    /// `host:port`, `[v6]:port`, or a host alone (port 80).
-    pub fn parse(s: &str) -> Result<Authority, &'static str> {
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (v6, after) = rest
-                .split_once(']')
-                .ok_or("missing ']' after an IPv6 address")?;
-            v6.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| "not an IPv6 address inside [ ]")?;
-            match after {
-                "" => (v6, None),
-                _ => (
-                    v6,
-                    Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?),
-                ),
-            }
-        } else {
-            match s.split_once(':') {
-                Some(("", _)) => return Err("the host is empty"),
-                Some((h, p)) if !p.contains(':') => (h, Some(p)),
-                Some(_) => {
-                    return Err("an IPv6 address must be written in brackets, as [::1]:8000");
-                }
-                None => (s, None),
-            }
-        };
-        let valid_host = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-        if !valid_host {
-            return Err("not a host name or address");
-        }
-        let port = match port {
-            None => 80,
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
-                .parse()
-                .ok()
-                .filter(|&p| p > 0)
-                .ok_or("port out of range")?,
-            Some(_) => return Err("the port is not a number"),
-        };
-        Ok(Authority {
-            text: s.to_string(),
-            host: host.to_string(),
-            port,
-        })
-    }
-
-    /// Resolves and connects, trying each address within `timeout`.
-    pub fn connect(&self, timeout: Duration) -> io::Result<TcpStream> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
-        for addr in (self.host.as_str(), self.port).to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(stream);
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-}
-
-impl fmt::Display for Authority {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
+use crate::backend::authority::Authority;
+use crate::io::BufStream;
 
 /// How long an authority whose connect failed is skipped by round robin [R6].
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -223,41 +141,11 @@ impl Pools {
     }
 }
 
-/// `Keep-Alive: timeout=N` → N seconds.
-pub fn keep_alive_hint(value: &[u8]) -> Option<Duration> {
-    crate::head::list_items(value).find_map(|item| {
-        let (k, v) = std::str::from_utf8(item).ok()?.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("timeout")
-            .then(|| v.trim().parse().ok())
-            .flatten()
-            .map(Duration::from_secs)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::net::TcpListener;
-
-    #[test]
-    fn authorities() {
-        let a = Authority::parse("127.0.0.1:7999").unwrap();
-        assert_eq!(
-            (a.host.as_str(), a.port, a.text.as_str()),
-            ("127.0.0.1", 7999, "127.0.0.1:7999")
-        );
-        let a = Authority::parse("[::1]:8000").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("::1", 8000));
-        assert_eq!(Authority::parse("backend").unwrap().port, 80);
-        assert_eq!(Authority::parse("[::1]").unwrap().port, 80);
-        for bad in [
-            "", ":80", "a:", "a:0", "a:65536", "a:x", "::1:80", "[::1", "[zz]:1", "a b:1", "a/b:1",
-        ] {
-            assert!(Authority::parse(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn down_mark_lasts_ten_seconds() {
@@ -267,15 +155,6 @@ mod tests {
         pool.mark_down(t0);
         assert!(pool.is_down(t0 + Duration::from_secs(9)));
         assert!(!pool.is_down(t0 + Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn keep_alive_hints() {
-        assert_eq!(
-            keep_alive_hint(b"timeout=5, max=100"),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(keep_alive_hint(b"max=100"), None);
     }
 
     /// A connected pair over loopback: (our side, the backend's side).

@@ -11,19 +11,18 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Pems;
-
 /// The application protocols offered, in order of preference. A client whose list
 /// shares none gets rustls's `no_application_protocol` alert.
 const ALPN: &[&[u8]] = &[b"http/1.1"];
 
-/// Reads both PEM files and builds the server config; errors name the file.
-pub fn server_config(pems: &Pems) -> Result<Arc<ServerConfig>, String> {
-    let certs = read_certs(&pems.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&pems.key).map_err(|e| {
+/// Reads both PEM files (`pems.key`, `pems.cert`) and builds the server config;
+/// errors name the file.
+pub fn server_config(key_path: &Path, cert_path: &Path) -> Result<Arc<ServerConfig>, String> {
+    let certs = read_certs(cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
         format!(
             "pems.key {}: no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}",
-            pems.key.display()
+            key_path.display()
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -36,8 +35,8 @@ pub fn server_config(pems: &Pems) -> Result<Arc<ServerConfig>, String> {
         .map_err(|e| {
             format!(
                 "pems.key {} and pems.cert {} do not make a usable pair: {e}",
-                pems.key.display(),
-                pems.cert.display()
+                key_path.display(),
+                cert_path.display()
             )
         })?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
