@@ -29,7 +29,7 @@ pub struct RequestHead {
     pub fields: Vec<Field>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
     pub minor: u8,
     pub status: u16,

@@ -145,3 +145,65 @@ impl<S: Read + Write> BufStream<S> {
         Ok(())
     }
 }
+
+/// Bytes received from a peer and not yet taken, for the sans-I/O machines
+/// (`front/h1.rs`, `backend/answer.rs`): whoever drives one reads into `space`, and
+/// the machine looks at `data` and takes what it used. Its memory is bounded by the
+/// `cap` each read is given.
+#[derive(Debug, Default)]
+pub struct Input {
+    buf: Vec<u8>, // its length is its capacity; bytes live in start..end
+    start: usize,
+    end: usize,
+    /// The peer has closed its side.
+    pub eof: bool,
+}
+
+impl Input {
+    /// Where to read the next bytes, growing the buffer (from `FIRST_READ_BUF`, by
+    /// doubling) up to `cap`; empty when it holds `cap` bytes.
+    pub fn space(&mut self, cap: usize) -> &mut [u8] {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let cap = cap.max(self.end);
+        if self.end == self.buf.len() && self.buf.len() < cap {
+            let grown = (self.buf.len() * 2).clamp(FIRST_READ_BUF, cap);
+            self.buf.resize(grown, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into `space`.
+    pub fn received(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+    }
+
+    /// Takes `used` bytes and returns `piece` of the data as it was (the bytes stay
+    /// valid until the next `space`).
+    pub fn take(&mut self, piece: std::ops::Range<usize>, used: usize) -> &[u8] {
+        let base = self.start;
+        self.consume(used);
+        &self.buf[base + piece.start..base + piece.end]
+    }
+}

@@ -21,6 +21,7 @@ use crate::body::{BodyLength, ChunkedDecoder, Step, chunk_header, request_body_l
 use crate::error::HeadError;
 use crate::head::{Fields, HeadScan, RequestHead, ResponseHead, parse_request_resumed};
 use crate::headers::{ClientFraming, client_response_head, local_response};
+use crate::io::Input;
 
 /// The limits a connection is read with (from the config in force when it started).
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +35,6 @@ pub struct Limits {
 
 /// The input buffer's size in a body: body bytes are taken in pieces of at most this.
 const BODY_BUF: usize = 32 * 1024;
-/// The input buffer's first size: most heads fit (nginx's `client_header_buffer_size`).
-const FIRST_BUF: usize = 1024;
 
 /// What the client's bytes say next.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,12 +91,8 @@ enum Writing {
 #[derive(Debug)]
 pub struct H1 {
     limits: Limits,
-    /// Received bytes live in `buf[start..end]`; `buf`'s length is its capacity.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// The client has closed its side.
-    eof: bool,
+    /// What the client sent and was not taken yet.
+    input: Input,
     reading: Reading,
     writing: Writing,
     /// Bytes to send, in order.
@@ -117,10 +112,7 @@ impl H1 {
     pub fn new(limits: Limits, now: Instant) -> H1 {
         H1 {
             limits,
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            eof: false,
+            input: Input::default(),
             reading: Reading::Head {
                 scan: HeadScan::default(),
                 started: now,
@@ -147,24 +139,13 @@ impl H1 {
 
     /// Where to read the client's next bytes; empty when the buffer is full.
     pub fn input_space(&mut self) -> &mut [u8] {
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
-        }
-        if self.end == self.buf.len() && self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
-        }
-        let cap = self.input_cap().max(self.end);
-        if self.end == self.buf.len() && self.buf.len() < cap {
-            let grown = (self.buf.len() * 2).clamp(FIRST_BUF, cap);
-            self.buf.resize(grown, 0);
-        }
-        &mut self.buf[self.end..]
+        let cap = self.input_cap();
+        self.input.space(cap)
     }
 
     /// `n` bytes were read into `input_space` at `now`.
     pub fn received(&mut self, n: usize, now: Instant) {
-        self.end = (self.end + n).min(self.buf.len());
+        self.input.received(n);
         if let Reading::Head { started, idle, .. } = &mut self.reading
             && *idle
             && n > 0
@@ -175,11 +156,7 @@ impl H1 {
 
     /// The client closed its side.
     pub fn received_eof(&mut self) {
-        self.eof = true;
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        self.input.eof = true;
     }
 
     /// Whether the client should be read: a request is being read, there is room,
@@ -189,7 +166,7 @@ impl H1 {
             self.reading,
             Reading::Head { .. } | Reading::Exact(_) | Reading::Chunked(_)
         );
-        reading && !self.eof && self.end - self.start < self.input_cap()
+        reading && !self.input.eof && self.input.len() < self.input_cap()
     }
 
     /// What the client's bytes say next. `room`: how many body bytes the taker can
@@ -203,49 +180,40 @@ impl H1 {
                 self.reading = Reading::Paused;
                 Event::End(&[])
             }
-            Reading::Exact(_) | Reading::Chunked(_) if room == 0 => match self.start < self.end {
-                true => Event::Full,
-                false => self.starved(),
+            Reading::Exact(_) | Reading::Chunked(_) if room == 0 => match self.input.is_empty() {
+                false => Event::Full,
+                true => self.starved(),
             },
             Reading::Exact(left) => {
-                let available = self.end - self.start;
+                let available = self.input.len();
                 if available == 0 {
                     return self.starved();
                 }
                 let n = usize::try_from(*left).map_or(available, |left| left.min(available));
                 let n = n.min(room);
                 *left -= n as u64;
-                let piece = self.start..self.start + n;
-                self.start += n;
-                Event::Data(&self.buf[piece])
+                Event::Data(self.input.take(0..n, n))
             }
-            Reading::Chunked(dec) => {
-                let data = &self.buf[self.start..self.end];
-                match dec.step_at_most(data, room) {
-                    Err(_) => self.refuse(HeadError::Malformed("bad chunked body")),
-                    Ok((used, Step::Data(range))) => {
-                        let piece = self.start + range.start..self.start + range.end;
-                        self.start += used;
-                        Event::Data(&self.buf[piece])
-                    }
-                    Ok((used, Step::Done)) => {
-                        self.start += used;
-                        self.trailers = dec.trailers().to_vec();
-                        self.reading = Reading::Paused;
-                        Event::End(&self.trailers)
-                    }
-                    Ok((used, Step::Need)) => {
-                        self.start += used;
-                        self.starved()
-                    }
+            Reading::Chunked(dec) => match dec.step_at_most(self.input.data(), room) {
+                Err(_) => self.refuse(HeadError::Malformed("bad chunked body")),
+                Ok((used, Step::Data(range))) => Event::Data(self.input.take(range, used)),
+                Ok((used, Step::Done)) => {
+                    self.input.consume(used);
+                    self.trailers = dec.trailers().to_vec();
+                    self.reading = Reading::Paused;
+                    Event::End(&self.trailers)
                 }
-            }
+                Ok((used, Step::Need)) => {
+                    self.input.consume(used);
+                    self.starved()
+                }
+            },
         }
     }
 
     /// In a body with nothing buffered: more is needed, unless the client closed.
     fn starved(&mut self) -> Event<'static> {
-        if self.eof {
+        if self.input.eof {
             self.reading = Reading::Done;
             return Event::Closed { mid_message: true };
         }
@@ -257,17 +225,17 @@ impl H1 {
             return Event::NeedData;
         };
         let max = self.limits.max_header_bytes;
-        let data = &self.buf[self.start..self.end];
+        let data = self.input.data();
         match parse_request_resumed(data, scan) {
             Err(e) => self.refuse(e),
             // A whole head that came in one read can be longer than the limit.
             Ok(Some((_, len))) if len > max => self.refuse(HeadError::TooLarge),
             Ok(Some((head, len))) => {
-                self.start += len;
+                self.input.consume(len);
                 self.begin(head)
             }
             Ok(None) if data.len() >= max => self.refuse(HeadError::TooLarge),
-            Ok(None) if self.eof => {
+            Ok(None) if self.input.eof => {
                 let mid_message = !data.is_empty();
                 self.reading = Reading::Done;
                 Event::Closed { mid_message }
@@ -307,7 +275,7 @@ impl H1 {
     fn refuse(&mut self, e: HeadError) -> Event<'static> {
         if self.writing == Writing::Nothing {
             // The answer follows this request's method: a HEAD's error has no body.
-            let head_only = self.data().starts_with(b"HEAD ");
+            let head_only = self.input.data().starts_with(b"HEAD ");
             let minor = self.minor;
             let answer = local_response(e.status(), &[], false, minor, head_only);
             self.out.extend_from_slice(&answer);
@@ -416,7 +384,7 @@ impl H1 {
             true => Reading::Head {
                 scan: HeadScan::default(),
                 started: now,
-                idle: self.start == self.end, // a pipelined head may have begun
+                idle: self.input.is_empty(), // a pipelined head may have begun
             },
             false => Reading::Done,
         };
@@ -469,10 +437,13 @@ impl H1 {
             return;
         };
         let mut scan = *scan; // looked at, not taken: the next event takes it
-        if !matches!(parse_request_resumed(self.data(), &mut scan), Ok(None)) {
+        if !matches!(
+            parse_request_resumed(self.input.data(), &mut scan),
+            Ok(None)
+        ) {
             return; // a whole head, or a refusal: `next_event` says which
         }
-        if self.start < self.end {
+        if !self.input.is_empty() {
             self.refuse(HeadError::Timeout);
         } else {
             self.reading = Reading::Done;
