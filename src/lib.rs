@@ -37,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod event;
 pub mod front;
 pub mod head;
 pub mod headers;
