@@ -7,6 +7,9 @@
 //! `%2e%2e`, `%2f` and `%5c` cannot climb. Then the joined path is canonicalised
 //! (resolving symlinks) and must still lie inside the canonical root: a symlink that
 //! points outside is a 404, one that stays inside is followed.
+//!
+//! `answer` decides what a request gets (a status, fields and a part of a file) with
+//! no protocol in it; `serve` writes that on an HTTP/1 connection.
 
 use std::fs::{File, Metadata};
 use std::io::{Read, Seek, SeekFrom};
@@ -177,20 +180,35 @@ fn not_modified(req: &RequestHead, etag: &str, modified: SystemTime) -> bool {
     since.is_some_and(|since| secs(modified) <= secs(since))
 }
 
-/// Answers a GET or HEAD for `rest` (the target after the prefix). `keep_alive`:
-/// the request allows the connection to stay open.
-pub fn serve(
-    root: Option<&Path>,
-    client: &mut Client,
-    req: &RequestHead,
-    rest: &str,
-    keep_alive: bool,
-) -> Outcome {
+/// What a static request is answered with [S], whatever the protocol that carries it.
+#[derive(Debug)]
+pub enum Answer {
+    /// An answer of hawkey's own (404, 416) with a short text body, and these fields.
+    Local(u16, Vec<(&'static str, String)>),
+    /// A 200, 206 or 304 with these fields (`Content-Length` included when a body
+    /// follows), and the part of the file to send (none for 304 and HEAD).
+    File {
+        status: u16,
+        fields: Vec<(&'static str, String)>,
+        body: Option<FilePart>,
+    },
+}
+
+/// `len` bytes of `file` from offset `first`.
+#[derive(Debug)]
+pub struct FilePart {
+    pub file: File,
+    pub first: u64,
+    pub len: u64,
+}
+
+/// The answer to a GET or HEAD for `rest` (the target after the prefix).
+pub fn answer(root: Option<&Path>, req: &RequestHead, rest: &str) -> Answer {
     let Some((path, meta)) = root.and_then(|root| resolve(root, rest)) else {
-        return client.answer_error(404, keep_alive);
+        return Answer::Local(404, Vec::new());
     };
-    let Ok(mut file) = File::open(&path) else {
-        return client.answer_error(404, keep_alive);
+    let Ok(file) = File::open(&path) else {
+        return Answer::Local(404, Vec::new());
     };
     let size = meta.len();
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
@@ -200,7 +218,11 @@ pub fn serve(
         ("Last-Modified", last_modified.clone()),
     ];
     if not_modified(req, &etag, modified) {
-        return send(client, 304, &fields, keep_alive, None);
+        return Answer::File {
+            status: 304,
+            fields,
+            body: None,
+        };
     }
     // If-Range (RFC 9110 §13.1.5): a range only when the validator still matches.
     let range_applies = req
@@ -219,28 +241,47 @@ pub fn serve(
             (206, a, b - a + 1)
         }
         Range::Unsatisfiable => {
-            let unsatisfied = format!("bytes */{size}");
-            let outcome = client.answer(
-                416,
-                &[("Content-Range", &unsatisfied)],
-                keep_alive,
-                req.method == "HEAD",
-            );
-            return outcome;
+            return Answer::Local(416, vec![("Content-Range", format!("bytes */{size}"))]);
         }
     };
     fields.push(("Content-Length", len.to_string()));
-    let body = (req.method != "HEAD").then_some((&mut file, first, len));
-    send(client, status, &fields, keep_alive, body)
+    let body = (req.method != "HEAD").then_some(FilePart { file, first, len });
+    Answer::File {
+        status,
+        fields,
+        body,
+    }
 }
 
-/// Writes the head and, when given, `len` bytes of the file from `first`.
+/// Answers a GET or HEAD for `rest` on an HTTP/1 connection. `keep_alive`: the
+/// request allows the connection to stay open.
+pub fn serve(
+    root: Option<&Path>,
+    client: &mut Client,
+    req: &RequestHead,
+    rest: &str,
+    keep_alive: bool,
+) -> Outcome {
+    match answer(root, req, rest) {
+        Answer::Local(status, fields) => {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            client.answer(status, &fields, keep_alive, req.method == "HEAD")
+        }
+        Answer::File {
+            status,
+            fields,
+            body,
+        } => send(client, status, &fields, keep_alive, body),
+    }
+}
+
+/// Writes the head and, when given, the part of the file.
 fn send(
     client: &mut Client,
     status: u16,
     fields: &[(&str, String)],
     keep_alive: bool,
-    body: Option<(&mut File, u64, u64)>,
+    body: Option<FilePart>,
 ) -> Outcome {
     let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let head = response_head(status, &fields, keep_alive, client.minor);
@@ -252,7 +293,7 @@ fn send(
         tunnel: None,
     };
     let sent = client.io.put(&head).and_then(|_| match body {
-        Some((file, first, len)) => copy_file(client, file, first, len, &mut outcome.body_bytes),
+        Some(part) => copy_file(client, part, &mut outcome.body_bytes),
         None => Ok(()),
     });
     if sent.and_then(|_| client.io.flush()).is_err() {
@@ -263,13 +304,12 @@ fn send(
 
 /// Streams part of a file through a fixed buffer. A file that shrank underneath us
 /// ends the connection early rather than send a wrong length.
-fn copy_file(
-    client: &mut Client,
-    file: &mut File,
-    first: u64,
-    len: u64,
-    sent: &mut u64,
-) -> std::io::Result<()> {
+fn copy_file(client: &mut Client, part: FilePart, sent: &mut u64) -> std::io::Result<()> {
+    let FilePart {
+        mut file,
+        first,
+        len,
+    } = part;
     file.seek(SeekFrom::Start(first))?;
     let mut buf = vec![0u8; 64 * 1024];
     while *sent < len {
