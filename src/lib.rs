@@ -17,8 +17,10 @@
 //! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`,
 //! `signals.rs`, and `sys.rs`, the one module with `unsafe` code.
 //!
-//! Being built for the event loops: `front/h1.rs`, the HTTP/1 front as a sans-I/O
-//! machine (request events in, answer bytes out), not yet wired to the server.
+//! Being built for the event loops, not yet wired to the server: `event/` (a loop
+//! per CPU: its epoll set, deadlines, connections), `front/h1.rs` (the HTTP/1 front
+//! as a sans-I/O machine: request events in, answer bytes out) and
+//! `backend/answer.rs` (a backend's answer read the same way).
 #![deny(unsafe_code)]
 // [P]: hawkey ships for 32-bit targets too, where `usize` is 32 bits: a length,
 // offset or count is converted with `try_from` (or kept in `u64`), never with a

@@ -182,6 +182,27 @@ pub struct Epoll(std::os::fd::OwnedFd);
 /// One readiness event: the token given at registration, and what happened.
 pub type EpollEvent = libc::epoll_event;
 
+/// What an event says of its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// Bytes (or the peer's end) can be read.
+    pub readable: bool,
+    /// There is room to write.
+    pub writable: bool,
+}
+
+/// The token and readiness of an event.
+pub fn event_parts(event: &EpollEvent) -> (u64, Readiness) {
+    let (token, events) = (event.u64, event.events);
+    let has = |flag: libc::c_int| events & flag.cast_unsigned() != 0;
+    let ended = has(libc::EPOLLHUP) || has(libc::EPOLLERR);
+    let readiness = Readiness {
+        readable: has(libc::EPOLLIN) || has(libc::EPOLLRDHUP) || ended,
+        writable: has(libc::EPOLLOUT) || ended,
+    };
+    (token, readiness)
+}
+
 impl Epoll {
     pub fn new() -> io::Result<Epoll> {
         // SAFETY: no pointers; the returned descriptor is checked before it is owned.
@@ -196,7 +217,18 @@ impl Epoll {
     /// Registers `fd`, edge-triggered, for readable (or hung-up) events reported with
     /// `token`: each new arrival is reported once, for as long as the socket is open.
     pub fn watch(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
+        self.add(fd, token, libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET)
+    }
+
+    /// Registers `fd`, edge-triggered, for readable and writable (and hung-up)
+    /// events: an event loop registers each socket once so, and remembers itself
+    /// whether the socket is readable or writable until a call would block.
+    pub fn watch_both(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        self.add(fd, token, flags)
+    }
+
+    fn add(&self, fd: RawFd, token: u64, flags: libc::c_int) -> io::Result<()> {
         let mut event = libc::epoll_event {
             events: flags.cast_unsigned(),
             u64: token,

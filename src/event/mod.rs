@@ -1,4 +1,403 @@
 //! The event loops [R8]: one per CPU, each owning the connections it serves from
-//! accept to close. Being built: `timers` keeps the deadlines of one loop.
+//! accept to close, with the backend connections they borrow. A loop waits in its
+//! own epoll set until a socket it watches is ready or the nearest deadline
+//! (`timers.rs`) passes, wakes the connection concerned, and then registers what that
+//! connection has now (a new backend socket, a dropped one) and its next deadline. A
+//! connection is a `Connection`: machines that do bounded work when woken and never
+//! block (`front/h1.rs`, `backend/answer.rs`); the loop does no protocol work itself.
+//!
+//! Each socket is registered once, edge-triggered, for both directions, so a change
+//! of interest costs no system call: a connection remembers that a socket is readable
+//! or writable until a call would block. New connections come from the acceptor
+//! through an `Inbox`. A panic inside one connection drops that connection only.
+//!
+//! Not wired to the server yet.
 
 pub mod timers;
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::sys::{Epoll, EpollEvent, Readiness, event_parts};
+use timers::Timers;
+
+/// Which socket of a connection an event is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+const SIDES: [Side; 2] = [Side::Client, Side::Backend];
+
+/// What woke a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woke {
+    /// It was just handed to the loop.
+    Arrived,
+    /// A socket of it is ready (it may also have hung up: a read says so).
+    Socket(Side, Readiness),
+    /// Its deadline passed.
+    Deadline,
+}
+
+/// A socket as a connection reports it: its descriptor, and a number that changes
+/// whenever the socket does (a descriptor number is reused once it is closed).
+pub type SocketId = (RawFd, u64);
+
+/// A connection a loop drives.
+pub trait Connection {
+    /// The socket it has on `side` now, if any.
+    fn socket(&self, side: Side) -> Option<SocketId>;
+    /// Does the work `woke` allows: bounded, never blocking.
+    fn run(&mut self, woke: Woke, now: Instant);
+    /// When to wake it if nothing else does.
+    fn deadline(&self) -> Option<Instant>;
+    /// Nothing more to do: the loop drops it, closing its sockets.
+    fn is_done(&self) -> bool;
+}
+
+/// Where the acceptor hands new connections to one loop.
+pub struct Inbox<C> {
+    queue: Mutex<Vec<C>>,
+    wake: UnixStream,
+}
+
+impl<C> Inbox<C> {
+    /// Queues `conn` for the loop and wakes it.
+    pub fn send(&self, conn: C) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        // A full wake-up socket already holds a wake-up: the write may fail.
+        let _ = (&self.wake).write(&[1]);
+    }
+
+    fn take(&self) -> Vec<C> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The token of the wake-up socket (no connection's token is this large).
+const WAKE: u64 = u64::MAX;
+/// Most events taken from one `epoll_wait`.
+const EVENTS: usize = 64;
+
+/// A place for one connection, and what is registered for it.
+struct Slot<C> {
+    conn: Option<C>,
+    /// Counts the connections this slot has held, so that an event for a socket of
+    /// an earlier one matches nothing.
+    generation: u32,
+    registered: [Option<SocketId>; 2],
+}
+
+/// One event loop and the connections it owns.
+pub struct EventLoop<C> {
+    epoll: Epoll,
+    slots: Vec<Slot<C>>,
+    free: Vec<usize>,
+    timers: Timers,
+    inbox: Arc<Inbox<C>>,
+    wake_rx: UnixStream,
+    events: Vec<EpollEvent>,
+}
+
+/// `generation << 32 | slot << 1 | side`.
+fn token(generation: u32, slot: usize, side: Side) -> u64 {
+    let side = u64::from(side == Side::Backend);
+    u64::from(generation) << 32 | (slot as u64) << 1 | side
+}
+
+fn token_parts(token: u64) -> (u32, usize, Side) {
+    let generation = u32::try_from(token >> 32).unwrap_or(u32::MAX);
+    let slot = usize::try_from((token & u64::from(u32::MAX)) >> 1).unwrap_or(usize::MAX);
+    let side = if token & 1 == 1 {
+        Side::Backend
+    } else {
+        Side::Client
+    };
+    (generation, slot, side)
+}
+
+impl<C: Connection> EventLoop<C> {
+    /// A loop and the inbox that feeds it.
+    pub fn new() -> io::Result<(EventLoop<C>, Arc<Inbox<C>>)> {
+        let (wake, wake_rx) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let epoll = Epoll::new()?;
+        epoll.watch(wake_rx.as_raw_fd(), WAKE)?;
+        let inbox = Arc::new(Inbox {
+            queue: Mutex::new(Vec::new()),
+            wake,
+        });
+        let event_loop = EventLoop {
+            epoll,
+            slots: Vec::new(),
+            free: Vec::new(),
+            timers: Timers::default(),
+            inbox: Arc::clone(&inbox),
+            wake_rx,
+            events: Vec::with_capacity(EVENTS),
+        };
+        Ok((event_loop, inbox))
+    }
+
+    /// Connections owned now.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every connection, for a sweep that needs them all (shutdown).
+    pub fn for_each(&mut self, mut each: impl FnMut(&mut C)) {
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.conn.as_mut())
+            .for_each(&mut each);
+    }
+
+    /// One turn: waits for events, the nearest deadline or `max_wait` (`None`: no
+    /// limit of its own), and wakes the connections concerned.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        let now = Instant::now();
+        let until_deadline = self
+            .timers
+            .nearest()
+            .map(|at| at.saturating_duration_since(now));
+        let wait = match (until_deadline, max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.epoll.wait(&mut self.events, wait)?;
+        let now = Instant::now();
+        let events: Vec<(u64, Readiness)> = self.events.iter().map(event_parts).collect();
+        for (token, readiness) in events {
+            if token == WAKE {
+                self.arrivals(now);
+                continue;
+            }
+            let (generation, slot, side) = token_parts(token);
+            let current = self
+                .slots
+                .get(slot)
+                .is_some_and(|s| s.generation == generation);
+            if current {
+                self.wake(slot, Woke::Socket(side, readiness), now);
+            }
+        }
+        for slot in self.timers.expired(Instant::now()) {
+            self.wake(slot, Woke::Deadline, now);
+        }
+        Ok(())
+    }
+
+    /// Takes in what the acceptor queued.
+    fn arrivals(&mut self, now: Instant) {
+        let mut drain = [0u8; 64];
+        while matches!((&self.wake_rx).read(&mut drain), Ok(n) if n > 0) {}
+        for conn in self.inbox.take() {
+            let slot = match self.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    self.slots.push(Slot {
+                        conn: None,
+                        generation: 0,
+                        registered: [None, None],
+                    });
+                    self.slots.len() - 1
+                }
+            };
+            self.slots[slot].conn = Some(conn);
+            self.wake(slot, Woke::Arrived, now);
+        }
+    }
+
+    /// Runs one connection, then registers what it has now, or drops it.
+    fn wake(&mut self, slot: usize, woke: Woke, now: Instant) {
+        let Some(conn) = self.slots[slot].conn.as_mut() else {
+            return;
+        };
+        let ran = catch_unwind(AssertUnwindSafe(|| conn.run(woke, now)));
+        if ran.is_err() {
+            crate::error!("a connection panicked; it is closed, the others go on");
+        }
+        let done = ran.is_err() || conn.is_done();
+        self.settle(slot, done);
+    }
+
+    fn settle(&mut self, slot: usize, done: bool) {
+        let generation = self.slots[slot].generation;
+        let entry = &mut self.slots[slot];
+        if done {
+            for id in entry.registered.iter_mut().filter_map(Option::take) {
+                let _ = self.epoll.unwatch(id.0); // before the drop closes it
+            }
+            entry.conn = None;
+            entry.generation = generation.wrapping_add(1);
+            self.timers.set(slot, None);
+            self.free.push(slot);
+            return;
+        }
+        let Some(conn) = entry.conn.as_ref() else {
+            return;
+        };
+        for (i, side) in SIDES.into_iter().enumerate() {
+            let now = conn.socket(side);
+            if now == entry.registered[i] {
+                continue;
+            }
+            if let Some(old) = entry.registered[i].take() {
+                let _ = self.epoll.unwatch(old.0); // gone, or back in a pool
+            }
+            if let Some(new) = now {
+                match self.epoll.watch_both(new.0, token(generation, slot, side)) {
+                    Ok(()) => entry.registered[i] = Some(new),
+                    Err(e) => crate::error!("event loop: cannot watch a socket: {e}"),
+                }
+            }
+        }
+        let deadline = conn.deadline();
+        self.timers.set(slot, deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    /// Echoes what its client sends until the client closes; closes itself at its
+    /// deadline, when it has one.
+    struct Echo {
+        stream: TcpStream,
+        serial: u64,
+        deadline: Option<Instant>,
+        done: bool,
+        woken: Vec<Woke>,
+    }
+
+    impl Connection for Echo {
+        fn socket(&self, side: Side) -> Option<SocketId> {
+            (side == Side::Client).then(|| (self.stream.as_raw_fd(), self.serial))
+        }
+        fn run(&mut self, woke: Woke, _now: Instant) {
+            self.woken.push(woke);
+            if woke == Woke::Deadline {
+                self.done = true;
+                return;
+            }
+            let mut buf = [0u8; 1024];
+            loop {
+                match self.stream.read(&mut buf) {
+                    Ok(0) => return self.done = true,
+                    Ok(n) => {
+                        let _ = self.stream.write_all(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(_) => return self.done = true,
+                }
+            }
+        }
+        fn deadline(&self) -> Option<Instant> {
+            self.deadline
+        }
+        fn is_done(&self) -> bool {
+            self.done
+        }
+    }
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (ours, client)
+    }
+
+    fn echo(stream: TcpStream, deadline: Option<Instant>) -> Echo {
+        Echo {
+            stream,
+            serial: 1,
+            deadline,
+            done: false,
+            woken: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn connections_from_the_inbox_are_served_and_dropped_when_done() {
+        let (mut event_loop, inbox) = EventLoop::new().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let (ours, client) = pair();
+            inbox.send(echo(ours, None));
+            clients.push(client);
+        }
+        event_loop.turn(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(event_loop.len(), 3);
+        for (i, client) in clients.iter_mut().enumerate() {
+            client.write_all(format!("hello {i}").as_bytes()).unwrap();
+        }
+        let echoed = |c: &TcpStream| {
+            c.set_nonblocking(true).unwrap();
+            let seen = c.peek(&mut [0u8; 7]).is_ok_and(|n| n == 7);
+            c.set_nonblocking(false).unwrap();
+            seen
+        };
+        let started = Instant::now();
+        while !clients.iter().all(echoed) && started.elapsed() < Duration::from_secs(5) {
+            event_loop.turn(Some(Duration::from_millis(100))).unwrap();
+        }
+        let mut answers = Vec::new();
+        for client in &mut clients {
+            let mut buf = [0u8; 7];
+            client.read_exact(&mut buf).unwrap();
+            answers.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        assert_eq!(answers, ["hello 0", "hello 1", "hello 2"]);
+        drop(clients);
+        let started = Instant::now();
+        while !event_loop.is_empty() && started.elapsed() < Duration::from_secs(5) {
+            event_loop.turn(Some(Duration::from_millis(100))).unwrap();
+        }
+        assert!(event_loop.is_empty(), "{} left", event_loop.len());
+    }
+
+    #[test]
+    fn a_deadline_wakes_its_connection() {
+        let (mut event_loop, inbox) = EventLoop::new().unwrap();
+        let (ours, _client) = pair();
+        let at = Instant::now() + Duration::from_millis(50);
+        inbox.send(echo(ours, Some(at)));
+        let started = Instant::now();
+        event_loop.turn(None).unwrap(); // the arrival
+        while !event_loop.is_empty() && started.elapsed() < Duration::from_secs(5) {
+            event_loop.turn(None).unwrap(); // no limit: the deadline ends the wait
+        }
+        assert!(event_loop.is_empty());
+        assert!(Instant::now() >= at);
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        for (generation, slot, side) in [(0, 0, Side::Client), (7, 12345, Side::Backend)] {
+            assert_eq!(
+                token_parts(token(generation, slot, side)),
+                (generation, slot, side)
+            );
+        }
+    }
+}
