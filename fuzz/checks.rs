@@ -194,12 +194,13 @@ pub fn reference_decode(input: &[u8]) -> Decoded {
             _ => return Decoded::Invalid,
         }
     }
-    // Trailer lines, then the empty line.
+    // Trailer lines, then the empty line; dropped lines count towards the limit.
     let mut trailers = Vec::new();
+    let mut seen = 0;
     loop {
         let end = input[i..].iter().position(|&b| b == b'\r' || b == b'\n');
         let line = &input[i..end.map_or(input.len(), |e| i + e)];
-        if trailers.len() + line.len() > MAX_TRAILERS {
+        if seen + line.len() > MAX_TRAILERS {
             return Decoded::Invalid;
         }
         let Some(end) = end.map(|e| i + e) else {
@@ -211,6 +212,7 @@ pub fn reference_decode(input: &[u8]) -> Decoded {
             _ => return Decoded::Invalid,
         }
         i = end + 2;
+        seen += line.len() + 2;
         if line.is_empty() {
             return Decoded::Complete {
                 body,

@@ -14,8 +14,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -73,9 +73,12 @@ fn escape(bytes: &[u8]) -> String {
 
 /// Lines reach the file at most this long after they were written [L].
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// Lines that may wait for the writer (about 200 bytes each): past this, a stalled
+/// Lines that may wait for the writer: past this, or past `QUEUE_BYTES`, a stalled
 /// disk costs dropped lines, not memory.
 const QUEUE_LINES: usize = 4096;
+/// Bytes of lines that may wait for the writer (a line with a long, escaped
+/// User-Agent can be several times `maxHeaderBytes`).
+const QUEUE_BYTES: usize = 1 << 20;
 /// Lines dropped are reported at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(1);
 
@@ -100,15 +103,40 @@ struct Writer {
     control: Arc<Mutex<Vec<Control>>>,
 }
 
+/// What the writer and those who queue lines share: the bytes queued, and the lines
+/// dropped since the last warning about them.
+#[derive(Default)]
+struct Queue {
+    bytes: AtomicUsize,
+    dropped: AtomicU64,
+    warned: Mutex<Option<Instant>>,
+}
+
+impl Queue {
+    /// Warns of the lines dropped since the last warning, if any, and if that was a
+    /// second ago or more. Called at each drop and by the writer's clock, so that the
+    /// count of a burst that ended is still told.
+    fn warn_dropped(&self) {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if warned.is_some_and(|at| now < at + WARN_EVERY) {
+            return;
+        }
+        let n = self.dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            *warned = Some(now);
+            crate::warn!("access log: {n} lines dropped, the log file is not keeping up");
+        }
+    }
+}
+
 /// The handle workers write through. Without `accessLog` it drops every line; a
 /// reload that names a log starts the writer then.
 pub struct AccessLog {
     writer: OnceLock<Writer>,
     /// Lines are wanted: a log path is set.
     on: AtomicBool,
-    /// Lines dropped since the last warning, and when that was.
-    dropped: AtomicU64,
-    warned: Mutex<Option<Instant>>,
+    queue: Arc<Queue>,
 }
 
 impl AccessLog {
@@ -117,8 +145,7 @@ impl AccessLog {
         let log = AccessLog {
             writer: OnceLock::new(),
             on: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
-            warned: Mutex::new(None),
+            queue: Arc::default(),
         };
         if let Some(path) = path {
             let file = open(path).map_err(|e| format!("accessLog {}: {e}", path.display()))?;
@@ -136,9 +163,10 @@ impl AccessLog {
         let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
         let control = Arc::new(Mutex::new(Vec::new()));
         let mailbox = Arc::clone(&control);
+        let queue = Arc::clone(&self.queue);
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, &mailbox, first))?;
+            .spawn(move || write_lines(rx, &mailbox, &queue, first))?;
         // Only the acceptor thread (start-up, signals) spawns, so this is the one.
         Ok(self.writer.get_or_init(|| Writer { tx, control }))
     }
@@ -153,21 +181,18 @@ impl AccessLog {
         let Some(writer) = self.writer.get().filter(|_| self.is_on()) else {
             return;
         };
-        if let Err(TrySendError::Full(_)) = writer.tx.try_send(Msg::Line(entry.format())) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            self.warn_dropped();
+        let line = entry.format();
+        let len = line.len();
+        // Counted before it is sent, so that the writer never takes off more than
+        // was put on.
+        let queued = self.queue.bytes.fetch_add(len, Ordering::Relaxed);
+        let sent = queued.saturating_add(len) <= QUEUE_BYTES
+            && writer.tx.try_send(Msg::Line(line)).is_ok();
+        if !sent {
+            self.queue.bytes.fetch_sub(len, Ordering::Relaxed);
+            self.queue.dropped.fetch_add(1, Ordering::Relaxed);
+            self.queue.warn_dropped();
         }
-    }
-
-    fn warn_dropped(&self) {
-        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if warned.is_some_and(|at| now < at + WARN_EVERY) {
-            return;
-        }
-        *warned = Some(now);
-        let n = self.dropped.swap(0, Ordering::Relaxed);
-        crate::warn!("access log: {n} lines dropped, the log file is not keeping up");
     }
 
     fn ask(&self, writer: &Writer, control: Control) {
@@ -250,21 +275,37 @@ impl Output {
         }
     }
 
+    /// Goes on at `path` (`None`: stops). A file that cannot be opened leaves the
+    /// one in use, so a bad path in a reload loses no line.
     fn reopen(&mut self, path: Option<PathBuf>) {
         self.flush();
-        self.file = None;
-        if let Some(path) = path {
-            self.path = path;
-            match open(&self.path) {
-                Ok(file) => self.file = Some(BufWriter::with_capacity(64 * 1024, file)),
-                Err(e) => self.report(Err(e)),
+        let Some(path) = path else {
+            self.file = None;
+            return;
+        };
+        match open(&path) {
+            Ok(file) => {
+                self.file = Some(BufWriter::with_capacity(64 * 1024, file));
+                self.path = path;
+            }
+            Err(e) => {
+                let keeping = match &self.file {
+                    Some(_) => format!("still writing to {}", self.path.display()),
+                    None => "lines are being lost".to_string(),
+                };
+                crate::warn!("access log {}: {e}; {keeping}", path.display());
             }
         }
     }
 }
 
 /// The writer thread.
-fn write_lines(rx: Receiver<Msg>, mailbox: &Mutex<Vec<Control>>, first: Option<(PathBuf, File)>) {
+fn write_lines(
+    rx: Receiver<Msg>,
+    mailbox: &Mutex<Vec<Control>>,
+    queue: &Queue,
+    first: Option<(PathBuf, File)>,
+) {
     let mut out = Output {
         path: PathBuf::new(),
         file: None,
@@ -277,13 +318,25 @@ fn write_lines(rx: Receiver<Msg>, mailbox: &Mutex<Vec<Control>>, first: Option<(
     let mut next_flush = Instant::now() + FLUSH_EVERY;
     loop {
         let msg = rx.recv_timeout(next_flush.saturating_duration_since(Instant::now()));
+        let mut write = |line: String| {
+            out.write(&line);
+            queue.bytes.fetch_sub(line.len(), Ordering::Relaxed);
+        };
         match msg {
-            Ok(Msg::Line(line)) => out.write(&line),
+            Ok(Msg::Line(line)) => write(line),
             Ok(Msg::Wake) => {}
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let asked = std::mem::take(&mut *mailbox.lock().unwrap_or_else(PoisonError::into_inner));
+        if !asked.is_empty() {
+            // Lines queued before the ask go to the file they were meant for.
+            for msg in rx.try_iter() {
+                if let Msg::Line(line) = msg {
+                    write(line);
+                }
+            }
+        }
         for control in asked {
             match control {
                 Control::Reopen(path) => out.reopen(path),
@@ -297,6 +350,7 @@ fn write_lines(rx: Receiver<Msg>, mailbox: &Mutex<Vec<Control>>, first: Option<(
         // restart with every line.
         if Instant::now() >= next_flush {
             out.flush();
+            queue.warn_dropped(); // what the queue dropped while the file was stuck
             next_flush = Instant::now() + FLUSH_EVERY;
         }
     }

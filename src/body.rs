@@ -145,14 +145,25 @@ enum State {
 #[derive(Debug, Default)]
 pub struct ChunkedDecoder {
     state: State,
-    size: u64,         // the size read so far on this line
-    digits: usize,     // hex digits seen on this line
-    line_len: usize,   // bytes of the current size line
-    line: Vec<u8>,     // the trailer line being read
-    trailers: Vec<u8>, // validated trailer fields, each `Name: value\r\n`
+    size: u64,             // the size read so far on this line
+    digits: usize,         // hex digits seen on this line
+    line_len: usize,       // bytes of the current size line
+    line: Vec<u8>,         // the trailer line being read
+    trailers: Vec<u8>,     // validated trailer fields, each `Name: value\r\n`
+    trailer_bytes: usize,  // bytes of trailer lines seen, kept or dropped
+    dropped: Vec<Vec<u8>>, // more field names dropped from trailers
 }
 
 impl ChunkedDecoder {
+    /// A decoder that also drops the trailer fields named in `names` (those the
+    /// message's `Connection` field names are hop-by-hop [R2]).
+    pub fn dropping(names: &[&[u8]]) -> ChunkedDecoder {
+        ChunkedDecoder {
+            dropped: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            ..ChunkedDecoder::default()
+        }
+    }
+
     /// Consumes from `input` and says what it found; call again with the rest.
     /// Returns how many bytes of `input` were used.
     pub fn step(&mut self, input: &[u8]) -> Result<(usize, Step), ChunkError> {
@@ -245,7 +256,7 @@ impl ChunkedDecoder {
             (State::Trailer, b'\n') => return Err(ChunkError("bare LF in trailers")),
             (State::Trailer, _) => {
                 self.line.push(b);
-                if self.trailers.len() + self.line.len() > MAX_TRAILERS {
+                if self.trailer_bytes + self.line.len() > MAX_TRAILERS {
                     return Err(ChunkError("trailers too large"));
                 }
                 State::Trailer
@@ -274,6 +285,7 @@ impl ChunkedDecoder {
             return Ok(State::Done);
         }
         let line = std::mem::take(&mut self.line);
+        self.trailer_bytes += line.len() + 2;
         let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(colon) => (&line[..colon], line[colon + 1..].trim_ascii()),
             None => return Err(ChunkError("trailer line without a colon")),
@@ -284,7 +296,8 @@ impl ChunkedDecoder {
         if value.iter().any(|&b| is_control(b)) {
             return Err(ChunkError("control byte in a trailer field"));
         }
-        if !allowed_in_trailer(name) {
+        let named = |d: &Vec<u8>| d.eq_ignore_ascii_case(name);
+        if !allowed_in_trailer(name) || self.dropped.iter().any(named) {
             return Ok(State::Trailer); // framing, routing, hop-by-hop: dropped [R2]
         }
         self.trailers.extend_from_slice(name);
@@ -438,6 +451,23 @@ mod tests {
         assert_eq!(
             dec.trailers(),
             b"X-Checksum: abc\r\nServer-Timing: db;dur=5\r\n"
+        );
+    }
+
+    #[test]
+    fn fields_named_in_connection_are_dropped_and_dropped_lines_still_count() {
+        let mut dec = ChunkedDecoder::dropping(&[b"X-Secret"]);
+        assert!(
+            dec.feed(b"0\r\nx-secret: s\r\nX-Kept: k\r\n\r\n", &mut Vec::new())
+                .unwrap()
+        );
+        assert_eq!(dec.trailers(), b"X-Kept: k\r\n");
+        let mut endless = b"0\r\n".to_vec();
+        endless.extend(b"Host: x\r\n".repeat(MAX_TRAILERS / 9 + 1));
+        let mut dec = ChunkedDecoder::default();
+        assert!(
+            dec.feed(&endless, &mut Vec::new()).is_err(),
+            "16 KiB of dropped lines"
         );
     }
 

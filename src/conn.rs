@@ -204,7 +204,7 @@ pub fn serve(shared: &Shared, mut client: Client) {
                 crate::debug!("client {}: {e}", client.ip);
                 // The answer follows this request's method, not the last one's: a
                 // HEAD's error carries no body, any other's does.
-                client.head_request = client.io.data().starts_with(b"HEAD ");
+                client.head_request = crate::head::starts_head_request(client.io.data());
                 let outcome = client.answer_error(e.status(), false);
                 let line = first_line(client.io.data());
                 shared

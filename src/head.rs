@@ -218,6 +218,17 @@ impl HeadScan {
     }
 }
 
+/// Whether the request whose bytes start `buf` is a HEAD (its answers carry no body),
+/// read from its first bytes, before or without a whole head; empty lines before
+/// the request line are skipped as the parser skips them.
+pub fn starts_head_request(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    buf[start..].starts_with(b"HEAD ")
+}
+
 /// Parses a request head from the start of `buf`. `Ok(None)`: not complete yet.
 /// `Ok(Some((head, len)))`: the head took the first `len` bytes.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {

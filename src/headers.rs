@@ -41,13 +41,19 @@ fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
 
 /// [R2]: a client's field that hawkey replaces with its own. From a client that is
 /// not a trusted proxy, that includes the same names spelt with `_` and `Forwarded`
-/// (RFC 7239), so no forged address reaches a backend under another spelling.
+/// (RFC 7239), so no forged address reaches a backend under another spelling. From
+/// any client, a hop-by-hop field spelt with `_` (`Transfer_Encoding`) is dropped
+/// too: a backend that reads `_` as `-` would frame the body another way.
 fn forged(name: &str, client_trusted: bool) -> bool {
+    let bytes = name.as_bytes();
+    if HOP_BY_HOP.iter().any(|h| is_named_like(bytes, h)) {
+        return true;
+    }
     if client_trusted {
         return SET_ON_REQUEST.iter().any(|r| name.eq_ignore_ascii_case(r));
     }
-    let name = name.as_bytes();
-    name.eq_ignore_ascii_case(b"forwarded") || SET_ON_REQUEST.iter().any(|r| is_named_like(name, r))
+    bytes.eq_ignore_ascii_case(b"forwarded")
+        || SET_ON_REQUEST.iter().any(|r| is_named_like(bytes, r))
 }
 
 fn put_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {

@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::authority::Authority;
-use crate::body::{BodyLength, response_body_length};
+use crate::body::{BodyLength, ChunkedDecoder, response_body_length};
 use crate::config::HttpVersion;
 use crate::conn::{Client, Outcome};
 use crate::error::{BackendFault, HeadError, ProxyError, status_for};
 use crate::head::{Fields, RequestHead, ResponseHead, keep_alive_hint, list_items, parse_response};
 use crate::headers::{ClientFraming, Forwarding, backend_request_head, client_response_head};
 use crate::io::BufStream;
-use crate::relay::{RelayError, relay_body};
+use crate::relay::{RelayError, relay_body_with};
 use crate::route::Route;
 use crate::server::Runtime;
 
@@ -437,7 +437,9 @@ fn receive(
     x.response_started = true;
     x.status_sent = Some(res.status);
     let chunked_out = framing == ClientFraming::Chunked;
-    let relayed = relay_body(&mut be.io, &mut client.io, length, chunked_out);
+    let named: Vec<&[u8]> = res.values("connection").flat_map(list_items).collect();
+    let dec = ChunkedDecoder::dropping(&named);
+    let relayed = relay_body_with(&mut be.io, &mut client.io, length, chunked_out, dec);
     let body_bytes = relayed.map_err(|e| match e {
         RelayError::Write(e) => ProxyError::ClientGone(e),
         RelayError::Read(e) => be.fault(read_fault(e), true),
@@ -531,13 +533,27 @@ fn send_body(
     let client_sent = !client.io.data().is_empty() || client.io.stream.has_buffered();
     if req.has_token("expect", "100-continue") && !client_sent {
         let (c, b) = (client.io.stream.tcp().as_raw_fd(), be.io.stream.as_raw_fd());
-        if crate::sys::wait_either(b, c, rt.timeouts.upstream()) == Some(b) {
+        // Until the backend's 100 (or the client's body) comes: other interim heads
+        // (a 103) are relayed on the way; a final answer comes before the body.
+        loop {
+            let backend_spoke = !be.io.data().is_empty()
+                || crate::sys::wait_either(b, c, rt.timeouts.upstream()) == Some(b);
+            if !backend_spoke {
+                break;
+            }
             let (res, len) = be.read_head()?;
-            if res.status != 100 {
-                return Ok(Some((res, len))); // a final answer before the body: the body stays unread
+            if res.status >= 200 || (res.status == 101 && x.upgrade) {
+                return Ok(Some((res, len))); // the body stays unread
+            }
+            if res.status == 101 {
+                let why = "101 to a request that asked no upgrade";
+                return Err(be.fault(BackendFault::Invalid(why), true));
             }
             be.io.consume(len);
             relay_interim(client, be, x, &res)?;
+            if res.status == 100 {
+                break;
+            }
         }
     }
     client
@@ -547,7 +563,9 @@ fn send_body(
         .set_read_timeout(Some(rt.timeouts.upstream()))
         .map_err(ProxyError::ClientGone)?;
     let chunked_out = x.body == BodyLength::Chunked;
-    match relay_body(&mut client.io, &mut be.io, x.body, chunked_out) {
+    let named: Vec<&[u8]> = req.values("connection").flat_map(list_items).collect();
+    let dec = ChunkedDecoder::dropping(&named);
+    match relay_body_with(&mut client.io, &mut be.io, x.body, chunked_out, dec) {
         Ok(_) => {
             x.body_done = true;
             Ok(None)

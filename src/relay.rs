@@ -36,6 +36,21 @@ where
     A: Read + Write,
     B: Read + Write,
 {
+    relay_body_with(src, dst, from, chunked_out, ChunkedDecoder::default())
+}
+
+/// `relay_body`, a chunked body read with `dec` (which may drop more trailer fields).
+pub fn relay_body_with<A, B>(
+    src: &mut BufStream<A>,
+    dst: &mut BufStream<B>,
+    from: BodyLength,
+    chunked_out: bool,
+    mut dec: ChunkedDecoder,
+) -> Result<u64, RelayError>
+where
+    A: Read + Write,
+    B: Read + Write,
+{
     let mut moved = 0u64;
     let more_to_read = match from {
         BodyLength::Empty => false,
@@ -65,7 +80,6 @@ where
             }
         }
         BodyLength::Chunked => {
-            let mut dec = ChunkedDecoder::default();
             while !dec.is_done() {
                 next_piece(src, dst)?.ok_or(RelayError::Truncated)?;
                 let (used, step) = dec.step(src.data()).map_err(RelayError::Chunk)?;

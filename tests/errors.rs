@@ -413,6 +413,15 @@ fn e_error_answer_uses_the_method_of_the_request_it_answers() {
     let res = read_response(&mut s, true);
     assert_eq!(res.status, 400, "{}", res.head);
     assert_closed(&mut s, "a malformed HEAD's 400 carries no body");
+    // The empty lines a client may send before a request line do not hide the HEAD.
+    let mut s = hawkey.connect();
+    send(
+        &mut s,
+        b"\r\nHEAD /ok HTTP/1.1\r\nHost: h\r\nBad Field\r\n\r\n",
+    );
+    let res = read_response(&mut s, true);
+    assert_eq!(res.status, 400, "{}", res.head);
+    assert_closed(&mut s, "a malformed HEAD after an empty line");
 }
 
 #[test]

@@ -230,7 +230,7 @@ fn r2_underscore_forms_and_forwarded_from_an_untrusted_client_are_dropped() {
     let backend = Backend::fixed("ok");
     let forged = "GET /u HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\n\
          X-Forwarded_Proto: https\r\nx_forwarded_host: evil\r\nForwarded: for=6.6.6.6\r\n\
-         X-Other_Name: kept\r\nConnection: close\r\n\r\n";
+         X-Other_Name: kept\r\nTransfer_Encoding: chunked\r\nConnection: close\r\n\r\n";
     let hawkey = Hawkey::start(route_config("^/", &backend));
     assert_eq!(exchange(&hawkey, forged).status, 200);
     let req = only_request(&backend);
@@ -240,6 +240,7 @@ fn r2_underscore_forms_and_forwarded_from_an_untrusted_client_are_dropped() {
         "x-forwarded_proto",
         "x_forwarded_host",
         "forwarded",
+        "transfer_encoding",
     ] {
         assert_eq!(
             req.header(name),
@@ -262,6 +263,12 @@ fn r2_underscore_forms_and_forwarded_from_an_untrusted_client_are_dropped() {
     let req = only_request(&backend);
     assert_eq!(req.headers_named("forwarded"), ["for=6.6.6.6"]);
     assert_eq!(req.headers_named("x_forwarded_for"), ["6.6.6.6"]);
+    assert_eq!(
+        req.header("transfer_encoding"),
+        None,
+        "framing in any spelling: {}",
+        req.head
+    );
 }
 
 #[test]
@@ -270,10 +277,10 @@ fn r2_request_trailers_keep_only_the_fields_allowed_in_a_trailer() {
     let hawkey = Hawkey::start(route_config("^/", &backend));
     let res = exchange(
         &hawkey,
-        "POST /t HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+        "POST /t HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close, X-Secret\r\n\r\n\
          3\r\nabc\r\n0\r\nHost: evil\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
          X-Forwarded-For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\nConnection: close\r\nKeep-Alive: 1\r\n\
-         X-Checksum: 900150983cd24fb0\r\n\r\n",
+         X-Secret: leaked\r\nX-Checksum: 900150983cd24fb0\r\n\r\n",
     );
     assert_eq!(res.status, 200);
     let req = only_request(&backend);
@@ -747,6 +754,30 @@ fn r3_backend_100_continue_is_relayed_to_an_http11_client() {
     assert_eq!((res.status, res.text().as_str()), (200, "hello"));
     let head = rx.recv_timeout(TIMEOUT).unwrap();
     assert!(head.contains("\r\nExpect: 100-continue\r\n"), "{head}");
+}
+
+#[test]
+fn r3_interim_heads_before_the_100_continue_are_relayed_and_the_body_still_sent() {
+    let backend = Backend::raw(|mut s, _| {
+        let Some(head) = read_head_bytes(&mut s) else {
+            return;
+        };
+        assert!(String::from_utf8_lossy(&head).contains("Expect: 100-continue"));
+        let _ = s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
+        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let mut body = [0u8; 5];
+        if s.read_exact(&mut body).is_ok() {
+            let _ = s.write_all(&ok_bytes(&String::from_utf8_lossy(&body)));
+        }
+    });
+    let hawkey = Hawkey::start(route_config("^/", &backend));
+    let mut s = hawkey.connect();
+    send(&mut s, format!("PUT /e HTTP/1.1\r\n{EXPECTING}").as_bytes());
+    assert_eq!(read_response(&mut s, false).status, 103);
+    assert_eq!(read_response(&mut s, false).status, 100);
+    send(&mut s, b"hello");
+    let res = read_response(&mut s, false);
+    assert_eq!((res.status, res.text().as_str()), (200, "hello"));
 }
 
 #[test]

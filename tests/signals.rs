@@ -344,6 +344,61 @@ fn l_access_log_is_flushed_at_shutdown() {
 }
 
 #[test]
+fn l_every_line_queued_before_sigterm_reaches_the_log() {
+    let mut hawkey = Hawkey::start(json!({ "accessLog": "access.log" }));
+    let mut s = hawkey.connect();
+    const N: usize = 3000;
+    for _ in 0..N / 250 {
+        send(
+            &mut s,
+            "GET /none HTTP/1.1\r\nHost: t\r\n\r\n"
+                .repeat(250)
+                .as_bytes(),
+        );
+        for _ in 0..250 {
+            assert_eq!(read_response(&mut s, false).status, 404);
+        }
+    }
+    drop(s);
+    signal(&hawkey, libc::SIGTERM);
+    let (status, _) = wait_exit(&mut hawkey, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}: {}", hawkey.stderr());
+    let lines = lines_in(&hawkey.dir.path().join("access.log"));
+    assert_eq!(lines.len(), N, "{}", hawkey.stderr());
+}
+
+#[test]
+fn l_a_reload_naming_a_log_that_cannot_be_opened_keeps_the_old_one() {
+    let fast = Backend::fixed("fast");
+    let hawkey = Hawkey::start(one_route(&fast, json!({ "accessLog": "good.log" })));
+    let good = hawkey.dir.path().join("good.log");
+    assert_eq!(hawkey.get("/before").status, 200);
+    // A directory where the file should be: the open fails.
+    std::fs::create_dir_all(hawkey.dir.path().join("blocked.log")).unwrap();
+    rewrite_config(
+        &hawkey,
+        &one_route(&fast, json!({ "accessLog": "blocked.log" })),
+    );
+    signal(&hawkey, libc::SIGHUP);
+    assert!(
+        poll_until(Instant::now() + TIMEOUT, || hawkey
+            .stderr()
+            .contains("blocked.log")),
+        "no warning: {}",
+        hawkey.stderr()
+    );
+    assert_eq!(hawkey.get("/after").status, 200);
+    assert!(
+        poll_until(Instant::now() + TIMEOUT, || lines_in(&good)
+            .iter()
+            .any(|l| l.contains("GET /after "))),
+        "the old log stopped: {:#?} {}",
+        lines_in(&good),
+        hawkey.stderr()
+    );
+}
+
+#[test]
 fn l_sigusr1_reopens_the_access_log_at_its_path_after_a_rename() {
     let fast = Backend::fixed("fast");
     let hawkey = Hawkey::start(config(&fast, &fast, json!({ "accessLog": "access.log" })));

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::body::{BodyLength, ChunkedDecoder, Step, chunk_header, request_body_length};
 use crate::error::HeadError;
-use crate::head::{Fields, HeadScan, RequestHead, ResponseHead, parse_request_resumed};
+use crate::head::{
+    Fields, HeadScan, RequestHead, ResponseHead, parse_request_resumed, starts_head_request,
+};
 use crate::headers::{ClientFraming, client_response_head, local_response};
 use crate::io::Input;
 
@@ -246,12 +248,12 @@ impl H1 {
 
     /// A whole head: its framing, keep-alive, and what is read next.
     fn begin(&mut self, head: RequestHead) -> Event<'_> {
+        self.minor = head.minor;
+        self.head_request = head.method == "HEAD";
         let body = match request_body_length(&head) {
             Ok(body) => body,
             Err(e) => return self.refuse(e),
         };
-        self.minor = head.minor;
-        self.head_request = head.method == "HEAD";
         // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding is taken to have
         // faulty framing; it is answered and the connection closed.
         self.keep_alive = match head.minor {
@@ -275,7 +277,8 @@ impl H1 {
     fn refuse(&mut self, e: HeadError) -> Event<'static> {
         if self.writing == Writing::Nothing {
             // The answer follows this request's method: a HEAD's error has no body.
-            let head_only = self.input.data().starts_with(b"HEAD ");
+            // Before its head is whole, that is read from its first bytes.
+            let head_only = self.head_request || starts_head_request(self.input.data());
             let minor = self.minor;
             let answer = local_response(e.status(), &[], false, minor, head_only);
             self.out.extend_from_slice(&answer);
@@ -380,6 +383,7 @@ impl H1 {
     /// The answer is complete: read the next request, or close.
     fn finish(&mut self, now: Instant) {
         self.writing = Writing::Nothing;
+        self.head_request = false; // until the next head says
         self.reading = match self.keep_alive && self.request_read() {
             true => Reading::Head {
                 scan: HeadScan::default(),
@@ -641,6 +645,21 @@ mod tests {
         assert_eq!(drain(&mut h1, usize::MAX), ["refused 400"]);
         let out = String::from_utf8(h1.output()[first..].to_vec()).unwrap();
         assert!(out.ends_with("\r\n\r\n400 Bad Request\n"), "{out}");
+    }
+
+    #[test]
+    fn a_refused_head_request_gets_no_body_whatever_was_refused() {
+        let t0 = Instant::now();
+        for wire in [
+            &b"\r\nHEAD / HTTP/1.1\r\nHost: h\r\nBad Field\r\n\r\n"[..],
+            b"HEAD / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n",
+        ] {
+            let mut h1 = H1::new(LIMITS, t0);
+            feed(&mut h1, wire, t0);
+            assert_eq!(drain(&mut h1, usize::MAX), ["refused 400"]);
+            let out = String::from_utf8(h1.output().to_vec()).unwrap();
+            assert!(out.ends_with("\r\n\r\n"), "{out}");
+        }
     }
 
     #[test]
