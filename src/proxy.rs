@@ -457,9 +457,12 @@ fn receive(
             .get(&be.authority)
             .checkin(be.io, hint, Instant::now());
     }
+    // The end of the answer goes out once the connection is back in the pool, so
+    // the client's next request finds it there.
+    let flushed = client.io.flush().is_ok();
     Ok(Outcome {
         status: res.status,
-        keep_alive,
+        keep_alive: keep_alive && flushed,
         body_bytes,
         upstream: Some(be.authority),
         tunnel: None,
@@ -565,7 +568,9 @@ fn send_body(
     let chunked_out = x.body == BodyLength::Chunked;
     let named: Vec<&[u8]> = req.values("connection").flat_map(list_items).collect();
     let dec = ChunkedDecoder::dropping(&named);
-    match relay_body_with(&mut client.io, &mut be.io, x.body, chunked_out, dec) {
+    let relayed = relay_body_with(&mut client.io, &mut be.io, x.body, chunked_out, dec)
+        .and_then(|moved| be.io.flush().map(|_| moved).map_err(RelayError::Write));
+    match relayed {
         Ok(_) => {
             x.body_done = true;
             Ok(None)

@@ -36,10 +36,15 @@ where
     A: Read + Write,
     B: Read + Write,
 {
-    relay_body_with(src, dst, from, chunked_out, ChunkedDecoder::default())
+    let moved = relay_body_with(src, dst, from, chunked_out, ChunkedDecoder::default())?;
+    dst.flush().map_err(RelayError::Write)?;
+    Ok(moved)
 }
 
-/// `relay_body`, a chunked body read with `dec` (which may drop more trailer fields).
+/// `relay_body`, a chunked body read with `dec` (which may drop more trailer fields),
+/// leaving the last bytes in `dst`'s write buffer for the caller to flush: a proxy
+/// returns the backend connection to its pool first, so that the client's next
+/// request finds it there.
 pub fn relay_body_with<A, B>(
     src: &mut BufStream<A>,
     dst: &mut BufStream<B>,
@@ -94,13 +99,12 @@ where
                 dst.put(dec.trailers()).map_err(RelayError::Write)?;
                 dst.put(b"\r\n").map_err(RelayError::Write)?;
             }
-            return dst.flush().map(|_| moved).map_err(RelayError::Write);
+            return Ok(moved);
         }
     }
     if chunked_out {
         dst.put(b"0\r\n\r\n").map_err(RelayError::Write)?;
     }
-    dst.flush().map_err(RelayError::Write)?;
     Ok(moved)
 }
 
