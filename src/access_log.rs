@@ -329,8 +329,9 @@ fn write_lines(
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let asked = std::mem::take(&mut *mailbox.lock().unwrap_or_else(PoisonError::into_inner));
-        if !asked.is_empty() {
-            // Lines queued before the ask go to the file they were meant for.
+        if !asked.is_empty() && out.file.is_some() {
+            // Lines queued before the ask go to the file they were meant for (with
+            // no file open, they were meant for the one being opened).
             for msg in rx.try_iter() {
                 if let Msg::Line(line) = msg {
                     write(line);
