@@ -318,12 +318,12 @@ fn write_lines(
     let mut next_flush = Instant::now() + FLUSH_EVERY;
     loop {
         let msg = rx.recv_timeout(next_flush.saturating_duration_since(Instant::now()));
-        let mut write = |line: String| {
+        let write = |out: &mut Output, line: String| {
             out.write(&line);
             queue.bytes.fetch_sub(line.len(), Ordering::Relaxed);
         };
         match msg {
-            Ok(Msg::Line(line)) => write(line),
+            Ok(Msg::Line(line)) => write(&mut out, line),
             Ok(Msg::Wake) => {}
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -334,7 +334,7 @@ fn write_lines(
             // no file open, they were meant for the one being opened).
             for msg in rx.try_iter() {
                 if let Msg::Line(line) = msg {
-                    write(line);
+                    write(&mut out, line);
                 }
             }
         }
