@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use crate::error::HeadError;
 use crate::head::{Fields, RequestHead, ResponseHead, allowed_in_trailer, list_items};
+use crate::io::Input;
 
 /// Longest chunk-size line (size, extensions, CRLF) we read.
 const MAX_SIZE_LINE: usize = 4096;
@@ -101,6 +102,105 @@ fn parse_length(value: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Reads one body, of its framing, out of an `Input` for the sans-I/O machines
+/// (`front/h1.rs`, `backend/answer.rs`), handing out at most the room its taker has.
+#[derive(Debug)]
+pub enum BodyReader {
+    /// This many bytes left.
+    Exact(u64),
+    Chunked(Box<ChunkedDecoder>),
+    /// Until the peer closes.
+    UntilClose,
+    /// The end was handed out.
+    Done,
+}
+
+/// What `BodyReader::next` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// Body bytes at `piece` of the input's data; take them with
+    /// `Input::take(piece, used)`.
+    Data { piece: Range<usize>, used: usize },
+    /// The body is complete; a chunked body's trailers (filtered, re-serialised).
+    End(Vec<u8>),
+    /// Nothing more until more bytes come.
+    NeedData,
+    /// Body bytes wait, but the taker has no room.
+    Full,
+    /// The peer closed before the end.
+    Cut,
+    /// The chunked framing is malformed.
+    Bad(ChunkError),
+}
+
+impl BodyReader {
+    pub fn new(length: BodyLength) -> BodyReader {
+        match length {
+            BodyLength::Empty => BodyReader::Exact(0),
+            BodyLength::Exact(n) => BodyReader::Exact(n),
+            BodyLength::Chunked => BodyReader::Chunked(Box::default()),
+            BodyLength::UntilClose => BodyReader::UntilClose,
+        }
+    }
+
+    /// The next piece of the body in `input`, at most `room` bytes of it.
+    pub fn next(&mut self, input: &mut Input, room: usize) -> Piece {
+        let starved = |input: &Input| {
+            if input.eof {
+                Piece::Cut
+            } else {
+                Piece::NeedData
+            }
+        };
+        match self {
+            BodyReader::Done => Piece::NeedData,
+            BodyReader::Exact(0) => {
+                *self = BodyReader::Done;
+                Piece::End(Vec::new())
+            }
+            _ if room == 0 && !input.is_empty() => Piece::Full,
+            BodyReader::Exact(left) => {
+                let available = input.len();
+                if available == 0 {
+                    return starved(input);
+                }
+                let n = usize::try_from(*left).map_or(available, |left| left.min(available));
+                let n = n.min(room);
+                *left -= n as u64;
+                Piece::Data {
+                    piece: 0..n,
+                    used: n,
+                }
+            }
+            BodyReader::UntilClose => match input.len().min(room) {
+                0 if input.eof => {
+                    *self = BodyReader::Done;
+                    Piece::End(Vec::new())
+                }
+                0 => Piece::NeedData,
+                n => Piece::Data {
+                    piece: 0..n,
+                    used: n,
+                },
+            },
+            BodyReader::Chunked(dec) => match dec.step_at_most(input.data(), room) {
+                Err(e) => Piece::Bad(e),
+                Ok((used, Step::Data(piece))) => Piece::Data { piece, used },
+                Ok((used, Step::Done)) => {
+                    input.consume(used);
+                    let trailers = dec.trailers().to_vec();
+                    *self = BodyReader::Done;
+                    Piece::End(trailers)
+                }
+                Ok((used, Step::Need)) => {
+                    input.consume(used);
+                    starved(input)
+                }
+            },
+        }
+    }
 }
 
 /// What one `ChunkedDecoder::step` found.

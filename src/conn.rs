@@ -6,9 +6,10 @@
 //! One request at a time per connection, and bytes left after a message carry into
 //! the next head, so pipelined requests are answered in order by construction.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,12 +19,13 @@ use crate::backend::authority::Authority;
 use crate::body::{BodyLength, request_body_length};
 use crate::error::HeadError;
 use crate::head::{Fields, HeadScan, RequestHead, parse_request_resumed};
-use crate::headers::local_response;
+use crate::headers::{local_response, response_head};
 use crate::io::BufStream;
 use crate::proxy::{Forwarded, Pending};
 use crate::relay::discard_body;
 use crate::route::{self, Target};
 use crate::server::{Runtime, Shared};
+use crate::static_files::{Answer as StaticAnswer, FilePart};
 use crate::stream::ClientStream;
 use crate::sys::Peek;
 use crate::tunnel::Tunnel;
@@ -476,12 +478,83 @@ fn dispatch(
             }
             Target::Static(rest) => {
                 let keep_alive = client.drain_body(rt, req, body) && keep_alive;
-                crate::static_files::serve(rt.static_root.as_deref(), client, req, rest, keep_alive)
+                serve_static(rt.static_root.as_deref(), client, req, rest, keep_alive)
             }
             Target::NoRoute => client.answer_local(rt, req, body, 404, &[], keep_alive),
         }
     };
     Forwarded::Done(outcome)
+}
+
+/// Answers a GET or HEAD for `rest` on an HTTP/1 connection. `keep_alive`: the
+/// request allows the connection to stay open.
+fn serve_static(
+    root: Option<&Path>,
+    client: &mut Client,
+    req: &RequestHead,
+    rest: &str,
+    keep_alive: bool,
+) -> Outcome {
+    match crate::static_files::answer(root, req, rest) {
+        StaticAnswer::Local(status, fields) => {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            client.answer(status, &fields, keep_alive, req.method == "HEAD")
+        }
+        StaticAnswer::File {
+            status,
+            fields,
+            body,
+        } => send_file(client, status, &fields, keep_alive, body),
+    }
+}
+
+/// Writes the head and, when given, the part of the file.
+fn send_file(
+    client: &mut Client,
+    status: u16,
+    fields: &[(&str, String)],
+    keep_alive: bool,
+    body: Option<FilePart>,
+) -> Outcome {
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let head = response_head(status, &fields, keep_alive, client.minor);
+    let mut outcome = Outcome {
+        status,
+        keep_alive,
+        body_bytes: 0,
+        upstream: None,
+        tunnel: None,
+    };
+    let sent = client.io.put(&head).and_then(|_| match body {
+        Some(part) => copy_file(client, part, &mut outcome.body_bytes),
+        None => Ok(()),
+    });
+    if sent.and_then(|_| client.io.flush()).is_err() {
+        outcome.keep_alive = false;
+    }
+    outcome
+}
+
+/// Streams part of a file through a fixed buffer. A file that shrank underneath us
+/// ends the connection early rather than send a wrong length.
+fn copy_file(client: &mut Client, part: FilePart, sent: &mut u64) -> std::io::Result<()> {
+    let FilePart {
+        mut file,
+        first,
+        len,
+    } = part;
+    file.seek(SeekFrom::Start(first))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    while *sent < len {
+        let want = usize::try_from(len - *sent).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        client.io.put(&buf[..n])?;
+        *sent += n as u64;
+    }
+    Ok(())
 }
 
 /// What `read_head` found.

@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::authority::Authority;
+use crate::backend::fault::{BackendFault, ProxyError, status_for};
 use crate::body::{BodyLength, ChunkedDecoder, response_body_length};
 use crate::config::HttpVersion;
 use crate::conn::{Client, Outcome};
-use crate::error::{BackendFault, HeadError, ProxyError, status_for};
+use crate::error::HeadError;
 use crate::head::{Fields, RequestHead, ResponseHead, keep_alive_hint, list_items, parse_response};
 use crate::headers::{ClientFraming, Forwarding, backend_request_head, client_response_head};
 use crate::io::BufStream;

@@ -9,17 +9,14 @@
 //! points outside is a 404, one that stays inside is followed.
 //!
 //! `answer` decides what a request gets (a status, fields and a part of a file) with
-//! no protocol in it; `serve` writes that on an HTTP/1 connection.
+//! no protocol in it; `conn.rs` writes that on an HTTP/1 connection.
 
 use std::fs::{File, Metadata};
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::conn::{Client, Outcome};
 use crate::head::{Fields, RequestHead, list_items};
-use crate::headers::response_head;
 use crate::httpdate::{http_date, parse_http_date};
 
 /// The relative path segments of a static target (after the `/<staticDir>/` prefix),
@@ -251,77 +248,6 @@ pub fn answer(root: Option<&Path>, req: &RequestHead, rest: &str) -> Answer {
         fields,
         body,
     }
-}
-
-/// Answers a GET or HEAD for `rest` on an HTTP/1 connection. `keep_alive`: the
-/// request allows the connection to stay open.
-pub fn serve(
-    root: Option<&Path>,
-    client: &mut Client,
-    req: &RequestHead,
-    rest: &str,
-    keep_alive: bool,
-) -> Outcome {
-    match answer(root, req, rest) {
-        Answer::Local(status, fields) => {
-            let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            client.answer(status, &fields, keep_alive, req.method == "HEAD")
-        }
-        Answer::File {
-            status,
-            fields,
-            body,
-        } => send(client, status, &fields, keep_alive, body),
-    }
-}
-
-/// Writes the head and, when given, the part of the file.
-fn send(
-    client: &mut Client,
-    status: u16,
-    fields: &[(&str, String)],
-    keep_alive: bool,
-    body: Option<FilePart>,
-) -> Outcome {
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let head = response_head(status, &fields, keep_alive, client.minor);
-    let mut outcome = Outcome {
-        status,
-        keep_alive,
-        body_bytes: 0,
-        upstream: None,
-        tunnel: None,
-    };
-    let sent = client.io.put(&head).and_then(|_| match body {
-        Some(part) => copy_file(client, part, &mut outcome.body_bytes),
-        None => Ok(()),
-    });
-    if sent.and_then(|_| client.io.flush()).is_err() {
-        outcome.keep_alive = false;
-    }
-    outcome
-}
-
-/// Streams part of a file through a fixed buffer. A file that shrank underneath us
-/// ends the connection early rather than send a wrong length.
-fn copy_file(client: &mut Client, part: FilePart, sent: &mut u64) -> std::io::Result<()> {
-    let FilePart {
-        mut file,
-        first,
-        len,
-    } = part;
-    file.seek(SeekFrom::Start(first))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    while *sent < len {
-        let want = usize::try_from(len - *sent).map_or(buf.len(), |left| left.min(buf.len()));
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        client.io.put(&buf[..n])?;
-        *sent += n as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

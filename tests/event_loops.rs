@@ -38,34 +38,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// What a fresh client may wait for its answer while others are held.
 const AT_ONCE: Duration = Duration::from_millis(100);
 
-/// hawkey's descriptor count once it has stopped changing (the same over 150 ms).
-fn settled_fds(hawkey: &Hawkey) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut last = hawkey.open_fds();
-    let mut same = 0;
-    while same < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = hawkey.open_fds();
-        if now == last {
-            same += 1;
-        } else {
-            (last, same) = (now, 0);
-        }
-    }
-    last
-}
-
-/// GETs each of `targets` on a new connection (each must be 200), so that whatever
-/// hawkey opens lazily exists and the pooled connections are there; then the
-/// descriptor count.
-fn warm_up(hawkey: &Hawkey, targets: &[&str]) -> usize {
-    for target in targets {
-        let res = hawkey.get(target);
-        assert_eq!(res.status, 200, "warm-up {target}: {}", res.head);
-    }
-    settled_fds(hawkey)
-}
-
 /// hawkey's descriptors as a summary (how many sockets, files, others), for a
 /// failure message.
 fn describe_fds(pid: u32) -> BTreeMap<String, usize> {
@@ -482,7 +454,7 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
         "timeouts": { "connectMs": CONNECT_MS, "upstreamMs": UPSTREAM_MS, "headerMs": 3000, "keepAliveMs": 3000 },
         "upstreamPool": { "maxIdlePerAuthority": 1 },
     }));
-    let baseline = warm_up(&hawkey, &["/static/small.txt", "/ok"]);
+    let baseline = hawkey.warm_up(&["/static/small.txt", "/ok"]);
 
     // Open them all, kind after kind; the stuck connects last, their deadline is the
     // shortest.
@@ -736,7 +708,7 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
     }
 
     drop(held);
-    let after = settled_fds(&hawkey);
+    let after = hawkey.settled_fds();
     if after > baseline {
         failures.push(format!(
             "hawkey holds {after} descriptors after the clients closed, baseline {baseline}: {:?}",
@@ -1046,7 +1018,7 @@ fn r8_ten_thousand_idle_keep_alive_clients_fit_in_24_mib() {
         clients.push(s);
     }
     let connected = test_started.elapsed();
-    let fds = settled_fds(&hawkey);
+    let fds = hawkey.settled_fds();
     let rss = hawkey.proc_status("VmRSS");
     let hwm = hawkey.proc_status("VmHWM");
     eprintln!(

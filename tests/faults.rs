@@ -50,35 +50,6 @@ fn start(routes: &[(&str, &Backend)], extra: Value) -> Hawkey {
     Hawkey::start(config)
 }
 
-/// hawkey's descriptor count once it has stopped changing (the same over 150 ms):
-/// a connection just answered with `Connection: close` may take a moment to go.
-fn settled_fds(hawkey: &Hawkey) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut last = hawkey.open_fds();
-    let mut same = 0;
-    while same < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = hawkey.open_fds();
-        if now == last {
-            same += 1;
-        } else {
-            (last, same) = (now, 0);
-        }
-    }
-    last
-}
-
-/// GETs each of `targets` on a new connection (each must be 200) so that whatever
-/// hawkey opens lazily exists, and the pooled connections the test expects at its
-/// end are there; then the descriptor count.
-fn warm_up(hawkey: &Hawkey, targets: &[&str]) -> usize {
-    for target in targets {
-        let res = hawkey.get(target);
-        assert_eq!(res.status, 200, "warm-up {target}: {}", res.head);
-    }
-    settled_fds(hawkey)
-}
-
 /// After the test closed all its client sockets: hawkey's descriptors come back to
 /// `baseline` within a few seconds (a closing connection may linger up to 1 s).
 fn assert_fds_back(hawkey: &Hawkey, baseline: usize, what: &str) {
@@ -357,7 +328,7 @@ fn mid_body_close(chunked: bool) {
         true
     });
     let hawkey = start(&[("^/", &backend)], json!({}));
-    let baseline = warm_up(&hawkey, &["/warm"]); // one pooled backend connection
+    let baseline = hawkey.warm_up(&["/warm"]); // one pooled backend connection
     assert_eq!(backend.accepted(), 1);
 
     let mut s = hawkey.connect();
@@ -444,7 +415,7 @@ fn e_backend_garbage_and_oversized_response_head_are_502_and_their_connection_cl
         _ => false,
     });
     let hawkey = start(&[("^/", &backend)], json!({}));
-    let baseline = warm_up(&hawkey, &["/warm"]);
+    let baseline = hawkey.warm_up(&["/warm"]);
 
     let mut s = hawkey.connect();
     for target in ["/garbage", "/huge"] {
@@ -492,7 +463,7 @@ fn r3_bad_chunk_after_the_head_was_relayed_closes_the_client_connection() {
         true
     });
     let hawkey = start(&[("^/", &backend)], json!({}));
-    let baseline = warm_up(&hawkey, &["/warm"]);
+    let baseline = hawkey.warm_up(&["/warm"]);
 
     let mut s = hawkey.connect();
     send(&mut s, b"GET /bad-chunk HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -541,7 +512,7 @@ fn r5_bytes_past_content_length_reach_no_client_and_the_connection_is_not_reused
         _ => false,
     });
     let hawkey = start(&[("^/", &backend)], json!({}));
-    let baseline = warm_up(&hawkey, &["/warm"]);
+    let baseline = hawkey.warm_up(&["/warm"]);
 
     for target in ["/extra-now", "/extra-later"] {
         let mut s = hawkey.connect();
@@ -598,7 +569,7 @@ fn r5_unasked_second_response_reaches_no_client() {
     });
     let hawkey = start(&[("^/", &backend)], json!({}));
     // Warm-up: /first then takes (and spoils) the pooled connection of /warm.
-    let baseline = warm_up(&hawkey, &["/warm"]);
+    let baseline = hawkey.warm_up(&["/warm"]);
 
     let mut s = hawkey.connect();
     assert_eq!(get_on(&mut s, "/first").text(), "/first");
@@ -676,7 +647,7 @@ fn r8_client_vanishing_mid_upload_closes_the_backend_connection_and_frees_the_wo
         &[("^/up", &uploads), ("^/ok", &fine)],
         json!({ "workers": 1, "upstreamPool": { "maxIdlePerAuthority": 0 } }),
     );
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
 
     let mut uploader = hawkey.connect();
     let head = format!("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: {ANNOUNCED}\r\n\r\n");
@@ -723,7 +694,7 @@ fn r3_backend_answering_before_the_whole_upload_has_its_answer_relayed() {
     });
     let fine = Backend::fixed("fine");
     let hawkey = start(&[("^/up", &refuser), ("^/ok", &fine)], json!({}));
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
     for (framing, chunked) in [
         ("Content-Length: 16777216", false),
         ("Transfer-Encoding: chunked", true),
@@ -796,7 +767,7 @@ fn r8_client_vanishing_mid_download_closes_the_backend_connection_and_frees_the_
         &[("^/down", &downloads), ("^/ok", &fine)],
         json!({ "workers": 1, "upstreamPool": { "maxIdlePerAuthority": 0 } }),
     );
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
 
     let mut downloader = hawkey.connect();
     send(&mut downloader, b"GET /down HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -848,7 +819,7 @@ fn r8_request_waiting_for_a_busy_worker_is_answered_not_dropped_at_header_ms() {
         &[("^/up", &uploads), ("^/ok", &fine)],
         json!({ "workers": 1, "timeouts": { "headerMs": 500, "upstreamMs": 2000 } }),
     );
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
 
     // 10 of 100 body bytes, then nothing: the worker relaying it waits for the rest
     // until upstreamMs.
@@ -922,7 +893,7 @@ fn e_backend_reset_at_each_stage_is_502_before_the_head_and_a_close_after() {
         &routes,
         json!({ "upstreamPool": { "maxIdlePerAuthority": 0 } }),
     );
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
 
     for (what, backend) in stages.iter().zip(&backends) {
         let mut s = hawkey.connect();
@@ -973,7 +944,7 @@ fn e_stalled_backend_is_504_after_upstream_ms_without_holding_the_worker() {
         &[("^/stall", &stall), ("^/ok", &fine)],
         json!({ "workers": 1, "timeouts": { "upstreamMs": 500 } }),
     );
-    let baseline = warm_up(&hawkey, &["/ok"]); // one pooled connection to `fine`
+    let baseline = hawkey.warm_up(&["/ok"]); // one pooled connection to `fine`
 
     let mut s = hawkey.connect();
     let asked = Instant::now();
@@ -1065,7 +1036,7 @@ fn r6_backend_slow_to_accept_is_502_after_connect_ms() {
         "timeouts": { "connectMs": 300, "upstreamMs": 5000 },
         "upstreamPool": { "maxIdlePerAuthority": 1 },
     }));
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
 
     let mut s = hawkey.connect();
     let asked = Instant::now();
@@ -1094,7 +1065,7 @@ fn k_connections_past_max_connections_get_503_and_hawkey_stays_responsive() {
     let _serial = one_at_a_time();
     let fine = Backend::fixed("fine");
     let hawkey = start(&[("^/ok", &fine)], json!({ "maxConnections": 20 }));
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
 
     let mut clients: Vec<TcpStream> = (0..40).map(|_| hawkey.connect()).collect();
     for (i, s) in clients.iter_mut().enumerate().skip(20) {
@@ -1232,7 +1203,7 @@ fn e_slowloris_clients_are_cut_at_header_ms_while_others_are_served() {
         &[("^/ok", &fine)],
         json!({ "timeouts": { "headerMs": HEADER_MS } }),
     );
-    let baseline = warm_up(&hawkey, &["/ok"]);
+    let baseline = hawkey.warm_up(&["/ok"]);
     let n = slowloris_clients_that_fit();
 
     let first_connect = Instant::now();

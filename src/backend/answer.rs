@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::body::{BodyLength, ChunkedDecoder, Step, response_body_length};
+use crate::body::{BodyLength, BodyReader, Piece, response_body_length};
 use crate::head::{Fields, ResponseHead, keep_alive_hint, parse_response};
 use crate::io::Input;
 
@@ -43,9 +43,7 @@ pub enum Answer<'a> {
 #[derive(Debug)]
 enum State {
     Head,
-    Exact(u64),
-    Chunked(Box<ChunkedDecoder>),
-    UntilClose,
+    Body(BodyReader),
     /// The answer is complete (or a 101 handed the connection over).
     Done,
     Failed,
@@ -92,7 +90,7 @@ impl AnswerReader {
     pub fn input_space(&mut self) -> &mut [u8] {
         let cap = match self.state {
             State::Head => self.max_head,
-            State::Exact(_) | State::Chunked(_) | State::UntilClose => BODY_BUF,
+            State::Body(_) => BODY_BUF,
             State::Done | State::Failed => 0,
         };
         self.input.space(cap)
@@ -110,7 +108,7 @@ impl AnswerReader {
     pub fn wants_read(&self) -> bool {
         let cap = match self.state {
             State::Head => self.max_head,
-            State::Exact(_) | State::Chunked(_) | State::UntilClose => BODY_BUF,
+            State::Body(_) => BODY_BUF,
             State::Done | State::Failed => return false,
         };
         !self.input.eof && self.input.len() < cap
@@ -139,54 +137,18 @@ impl AnswerReader {
                 why: "the answer already failed",
                 byte_seen: true,
             },
-            State::Exact(0) => {
-                self.state = State::Done;
-                Answer::End(&[])
-            }
-            _ if room == 0 && !self.input.is_empty() => Answer::Full,
-            State::Exact(left) => {
-                let available = self.input.len();
-                if available == 0 {
-                    return self.starved("closed before the end of the body");
-                }
-                let n = usize::try_from(*left).map_or(available, |left| left.min(available));
-                let n = n.min(room);
-                *left -= n as u64;
-                Answer::Data(self.input.take(0..n, n))
-            }
-            State::UntilClose => {
-                let n = self.input.len().min(room);
-                if n > 0 {
-                    return Answer::Data(self.input.take(0..n, n));
-                }
-                if self.input.eof {
-                    self.state = State::Done;
-                    return Answer::End(&[]);
-                }
-                Answer::NeedData
-            }
-            State::Chunked(dec) => match dec.step_at_most(self.input.data(), room) {
-                Err(e) => self.fail(e.0),
-                Ok((used, Step::Data(range))) => Answer::Data(self.input.take(range, used)),
-                Ok((used, Step::Done)) => {
-                    self.input.consume(used);
-                    self.trailers = dec.trailers().to_vec();
+            State::Body(body) => match body.next(&mut self.input, room) {
+                Piece::Data { piece, used } => Answer::Data(self.input.take(piece, used)),
+                Piece::End(trailers) => {
+                    self.trailers = trailers;
                     self.state = State::Done;
                     Answer::End(&self.trailers)
                 }
-                Ok((used, Step::Need)) => {
-                    self.input.consume(used);
-                    self.starved("closed before the end of the body")
-                }
+                Piece::NeedData => Answer::NeedData,
+                Piece::Full => Answer::Full,
+                Piece::Cut => self.fail("closed before the end of the body"),
+                Piece::Bad(e) => self.fail(e.0),
             },
-        }
-    }
-
-    /// A body with nothing buffered: more is needed, unless the backend closed.
-    fn starved(&mut self, why: &'static str) -> Answer<'static> {
-        match self.input.eof {
-            true => self.fail(why),
-            false => Answer::NeedData,
         }
     }
 
@@ -233,12 +195,7 @@ impl AnswerReader {
                 _ => res.has_token("connection", "keep-alive"),
             };
         self.hint = res.first("keep-alive").and_then(keep_alive_hint);
-        self.state = match length {
-            BodyLength::Empty => State::Exact(0),
-            BodyLength::Exact(n) => State::Exact(n),
-            BodyLength::Chunked => State::Chunked(Box::default()),
-            BodyLength::UntilClose => State::UntilClose,
-        };
+        self.state = State::Body(BodyReader::new(length));
         Answer::Head(res, length)
     }
 

@@ -3,4 +3,5 @@
 
 pub mod answer;
 pub mod authority;
+pub mod fault;
 pub mod pool;

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::body::{BodyLength, ChunkedDecoder, Step, chunk_header, request_body_length};
+use crate::body::{BodyLength, BodyReader, Piece, chunk_header, request_body_length};
 use crate::error::HeadError;
 use crate::head::{
     Fields, HeadScan, RequestHead, ResponseHead, parse_request_resumed, starts_head_request,
@@ -70,10 +70,8 @@ enum Reading {
         started: Instant,
         idle: bool,
     },
-    /// In a body with a length: this many bytes left.
-    Exact(u64),
-    /// In a chunked body.
-    Chunked(Box<ChunkedDecoder>),
+    /// In the request's body.
+    Body(BodyReader),
     /// The request is read; waiting for its answer to be sent.
     Paused,
     /// Nothing more is read; the connection closes once the output is written.
@@ -164,10 +162,7 @@ impl H1 {
     /// Whether the client should be read: a request is being read, there is room,
     /// and it has not closed.
     pub fn wants_read(&self) -> bool {
-        let reading = matches!(
-            self.reading,
-            Reading::Head { .. } | Reading::Exact(_) | Reading::Chunked(_)
-        );
+        let reading = matches!(self.reading, Reading::Head { .. } | Reading::Body(_));
         reading && !self.input.eof && self.input.len() < self.input_cap()
     }
 
@@ -178,48 +173,22 @@ impl H1 {
             Reading::Done => Event::Closed { mid_message: false },
             Reading::Paused => Event::Paused,
             Reading::Head { .. } => self.next_head(),
-            Reading::Exact(0) => {
-                self.reading = Reading::Paused;
-                Event::End(&[])
-            }
-            Reading::Exact(_) | Reading::Chunked(_) if room == 0 => match self.input.is_empty() {
-                false => Event::Full,
-                true => self.starved(),
-            },
-            Reading::Exact(left) => {
-                let available = self.input.len();
-                if available == 0 {
-                    return self.starved();
-                }
-                let n = usize::try_from(*left).map_or(available, |left| left.min(available));
-                let n = n.min(room);
-                *left -= n as u64;
-                Event::Data(self.input.take(0..n, n))
-            }
-            Reading::Chunked(dec) => match dec.step_at_most(self.input.data(), room) {
-                Err(_) => self.refuse(HeadError::Malformed("bad chunked body")),
-                Ok((used, Step::Data(range))) => Event::Data(self.input.take(range, used)),
-                Ok((used, Step::Done)) => {
-                    self.input.consume(used);
-                    self.trailers = dec.trailers().to_vec();
+            Reading::Body(body) => match body.next(&mut self.input, room) {
+                Piece::Data { piece, used } => Event::Data(self.input.take(piece, used)),
+                Piece::End(trailers) => {
+                    self.trailers = trailers;
                     self.reading = Reading::Paused;
                     Event::End(&self.trailers)
                 }
-                Ok((used, Step::Need)) => {
-                    self.input.consume(used);
-                    self.starved()
+                Piece::NeedData => Event::NeedData,
+                Piece::Full => Event::Full,
+                Piece::Cut => {
+                    self.reading = Reading::Done;
+                    Event::Closed { mid_message: true }
                 }
+                Piece::Bad(_) => self.refuse(HeadError::Malformed("bad chunked body")),
             },
         }
-    }
-
-    /// In a body with nothing buffered: more is needed, unless the client closed.
-    fn starved(&mut self) -> Event<'static> {
-        if self.input.eof {
-            self.reading = Reading::Done;
-            return Event::Closed { mid_message: true };
-        }
-        Event::NeedData
     }
 
     fn next_head(&mut self) -> Event<'_> {
@@ -264,11 +233,12 @@ impl H1 {
             }
         };
         self.writing = Writing::Nothing;
-        self.reading = match body {
-            BodyLength::Empty | BodyLength::UntilClose => Reading::Exact(0),
-            BodyLength::Exact(n) => Reading::Exact(n),
-            BodyLength::Chunked => Reading::Chunked(Box::default()),
+        // A request's body is never delimited by the close (RFC 9112 §6.3).
+        let framing = match body {
+            BodyLength::UntilClose => BodyLength::Empty,
+            framing => framing,
         };
+        self.reading = Reading::Body(BodyReader::new(framing));
         Event::Request(head, body)
     }
 
@@ -301,7 +271,10 @@ impl H1 {
 
     /// Whether the whole request has been read (nothing of its body is left).
     fn request_read(&self) -> bool {
-        matches!(self.reading, Reading::Paused | Reading::Exact(0))
+        matches!(
+            self.reading,
+            Reading::Paused | Reading::Body(BodyReader::Exact(0) | BodyReader::Done)
+        )
     }
 
     /// An interim (1xx) head: relayed to HTTP/1.1 clients, dropped for HTTP/1.0 [R3].

@@ -171,6 +171,35 @@ impl Hawkey {
             .count()
     }
 
+    /// The descriptor count once it has stopped changing (the same over 150 ms): a
+    /// connection just answered with `Connection: close` may take a moment to go.
+    pub fn settled_fds(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut last = self.open_fds();
+        let mut same = 0;
+        while same < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.open_fds();
+            if now == last {
+                same += 1;
+            } else {
+                (last, same) = (now, 0);
+            }
+        }
+        last
+    }
+
+    /// GETs each of `targets` on a new connection (each must be 200), so that
+    /// whatever hawkey opens lazily exists and the pooled connections a test expects
+    /// are there; then the settled descriptor count.
+    pub fn warm_up(&self, targets: &[&str]) -> usize {
+        for target in targets {
+            let res = self.get(target);
+            assert_eq!(res.status, 200, "warm-up {target}: {}", res.head);
+        }
+        self.settled_fds()
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
