@@ -145,6 +145,15 @@ impl BodyReader {
         }
     }
 
+    /// As `new`, with a chunked body's trailers named in `names` (the message's
+    /// `Connection` field) dropped too.
+    pub fn dropping(length: BodyLength, names: &[&[u8]]) -> BodyReader {
+        match length {
+            BodyLength::Chunked => BodyReader::Chunked(Box::new(ChunkedDecoder::dropping(names))),
+            length => BodyReader::new(length),
+        }
+    }
+
     /// The next piece of the body in `input`, at most `room` bytes of it.
     pub fn next(&mut self, input: &mut Input, room: usize) -> Piece {
         let starved = |input: &Input| {

@@ -1,107 +1,35 @@
-//! Start-up, the acceptor and the end [C][E][L]: bind, say "hawkey listening on", then
-//! poll the listeners and the signal socket: accept connections and queue them for the
-//! workers (a 503 past `maxConnections`), reload the config on SIGHUP, reopen the log
-//! on SIGUSR1, and shut down gracefully on SIGTERM/SIGINT. Also the `Runtime`: the
-//! parts of the config the data path reads, taken once per request so a reload never
-//! changes a request halfway through.
+//! Start-up, the acceptor and the end [C][E][L]: bind, say "hawkey listening on",
+//! start the event loops (`workers` of them, one per CPU by default), then poll the
+//! listeners and the signal socket: accept connections and hand each to a loop in
+//! turn (a 503 past `maxConnections`), reload the config on SIGHUP, reopen the log on
+//! SIGUSR1, and shut down gracefully on SIGTERM/SIGINT. The poll wakes every
+//! `POOL_SWEEP` too, to close idle backend connections past their time [R5].
+//!
+//! The acceptor is one blocking thread, as the design has it: accepting in each loop
+//! (with `SO_REUSEPORT` or a shared listener) would save a wake-up per connection,
+//! but this way no loop is ever woken for a connection another loop takes, and
+//! `maxConnections` is counted in one place.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::access_log::{AccessLog, Entry};
+use crate::config::{Config, Env};
+use crate::event::{EventLoop, Inbox};
+use crate::front::conn::Conn;
+use crate::headers::local_response;
+use crate::shared::{Runtime, Shared};
 use crate::signals::{Signal, Signals};
 use crate::sys::{self, POLLIN};
 
-use crate::backend::pool::Pools;
-use crate::config::{Cidr, Config, Env, Timeouts};
-use crate::conn::{Client, Slot};
-use crate::headers::local_response;
-use crate::park::{self, Parker};
-use crate::route::Route;
-use crate::stream::ClientStream;
-use crate::tunnel::{self, Tunnels};
-use crate::workers::{self, Crew, Queue};
-use rustls::{ServerConnection, StreamOwned};
-
 /// Descriptors kept aside for listeners, files and the like [K].
 const SPARE_FDS: u64 = 64;
-
-/// What the data path needs from the config.
-pub struct Runtime {
-    pub routes: Vec<Route>,
-    pub pools: Pools,
-    pub timeouts: Timeouts,
-    pub max_header_bytes: usize,
-    pub trusted_proxies: Vec<Cidr>,
-    /// `/<staticDir>/` when static files are on.
-    pub static_prefix: Option<String>,
-    /// `serverRoot/staticDir`, canonical.
-    pub static_root: Option<PathBuf>,
-}
-
-impl Runtime {
-    pub fn new(config: &Config) -> Runtime {
-        let routes: Vec<Route> = config.proxy.iter().map(Route::new).collect();
-        let pool = &config.upstream_pool;
-        let pools = Pools::new(
-            routes
-                .iter()
-                .flat_map(|r| r.authorities.iter().map(|a| &**a)),
-            pool.max_idle_per_authority,
-            std::time::Duration::from_millis(pool.idle_timeout_ms),
-        );
-        Runtime {
-            routes,
-            pools,
-            timeouts: config.timeouts.clone(),
-            max_header_bytes: config.max_header_bytes,
-            trusted_proxies: config.trusted_proxies.clone(),
-            static_prefix: config.static_dir.as_ref().map(|d| format!("/{}/", d.0)),
-            // Canonical, so that resolved files can be checked to lie inside it [S].
-            static_root: config.static_root().and_then(|p| p.canonicalize().ok()),
-        }
-    }
-}
-
-/// What the acceptor, the workers, the parking and the tunnel threads share.
-pub struct Shared {
-    pub queue: Queue,
-    pub parker: Parker,
-    pub tunnels: Tunnels,
-    pub log: AccessLog,
-    runtime: Mutex<Arc<Runtime>>, // swapped whole on reload
-    /// The TLS config when `pems` is set; fixed for the life of the process.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Set at SIGTERM/SIGINT: answer with `Connection: close`, park nothing.
-    stopping: AtomicBool,
-    /// Workers serving a connection right now.
-    pub busy: AtomicUsize,
-    pub crew: Crew,
-}
-
-impl Shared {
-    /// The runtime in force now; a request keeps the one it started with.
-    pub fn runtime(&self) -> Arc<Runtime> {
-        Arc::clone(&self.runtime.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
-    }
-
-    /// Parks `client` (`Parker::park`), unless shutting down.
-    pub fn park(&self, client: Client, deadline: Instant) -> Option<Client> {
-        if self.is_stopping() {
-            return None; // closing idle connections at once is part of shutting down
-        }
-        self.parker.park(client, deadline)
-    }
-}
+/// How often idle backend connections past their time are closed [R5].
+const POOL_SWEEP: Duration = Duration::from_millis(500);
 
 /// A listening socket and where its connections go.
 struct Listener {
@@ -110,7 +38,7 @@ struct Listener {
     redirect_to: Option<SocketAddr>,
 }
 
-/// Binds, starts the threads and serves until a signal ends it.
+/// Binds, starts the loops and serves until a signal ends it.
 pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     crate::log::set_debug(config.env == Env::Development);
     let tls = config
@@ -126,32 +54,8 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     };
     let signals = Signals::install().map_err(|e| format!("cannot catch signals: {e}"))?;
     let log = AccessLog::start(config.access_log.as_deref())?;
-
-    let started = |e: io::Error| format!("cannot start: {e}");
-    let queue = Queue::new().map_err(started)?;
-    let (parker, park_wake) = Parker::new(&queue).map_err(started)?;
-    let (tunnels, tunnel_wake) = Tunnels::new().map_err(started)?;
-    let shared = Arc::new(Shared {
-        queue,
-        parker,
-        tunnels,
-        log,
-        runtime: Mutex::new(Arc::new(Runtime::new(&config))),
-        tls,
-        stopping: AtomicBool::new(false),
-        busy: AtomicUsize::new(0),
-        crew: Crew::new(config.workers),
-    });
-    workers::spawn(&shared, config.workers).map_err(started)?;
-    let spawn = |name: &str| std::thread::Builder::new().name(name.into());
-    let parking = Arc::clone(&shared);
-    spawn("park")
-        .spawn(move || park::run(parking, park_wake))
-        .map_err(started)?;
-    let tunnelling = Arc::clone(&shared);
-    spawn("tunnels")
-        .spawn(move || tunnel::run(&tunnelling, tunnel_wake))
-        .map_err(started)?;
+    let shared = Arc::new(Shared::new(&config, log, tls));
+    let inboxes = start_loops(&shared, config.workers).map_err(|e| format!("cannot start: {e}"))?;
 
     let scheme = if shared.tls.is_some() {
         "https"
@@ -172,12 +76,40 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     }
     let mut acceptor = Acceptor {
         shared: &shared,
-        open: Arc::new(AtomicUsize::new(0)),
+        inboxes: &inboxes,
+        next: 0,
         max_connections,
     };
     acceptor.serve(&listeners, &signals, config, config_path);
     drop(listeners); // stop accepting
-    shut_down(&shared, &signals)
+    shut_down(&shared, &inboxes, &signals)
+}
+
+/// The event loops, each on its thread; what feeds each.
+fn start_loops(shared: &Arc<Shared>, count: usize) -> io::Result<Vec<Arc<Inbox<Conn>>>> {
+    let mut inboxes = Vec::new();
+    for i in 0..count.max(1) {
+        let (mut event_loop, inbox) = EventLoop::<Conn>::new()?;
+        let shared = Arc::clone(shared);
+        std::thread::Builder::new()
+            .name(format!("loop-{i}"))
+            .spawn(move || {
+                let (mut stopped, mut closed) = (false, false);
+                loop {
+                    if let Err(e) = event_loop.turn(None) {
+                        crate::error!("event loop: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    // A stop is told to every connection once, and again at the end.
+                    if (shared.is_stopping() && !stopped) || (shared.is_closing() && !closed) {
+                        (stopped, closed) = (shared.is_stopping(), shared.is_closing());
+                        event_loop.wake_all(Instant::now());
+                    }
+                }
+            })?;
+        inboxes.push(inbox);
+    }
+    Ok(inboxes)
 }
 
 /// A listening socket, non-blocking, and the address it is bound to; a port in use
@@ -214,9 +146,10 @@ fn fit_connections(wanted: usize) -> usize {
 }
 
 struct Acceptor<'a> {
-    shared: &'a Shared,
-    /// Open client connections; each holds a `Slot` of it.
-    open: Arc<AtomicUsize>,
+    shared: &'a Arc<Shared>,
+    inboxes: &'a [Arc<Inbox<Conn>>],
+    /// The loop the next connection goes to.
+    next: usize,
     max_connections: usize,
 }
 
@@ -235,8 +168,9 @@ impl Acceptor<'_> {
                 .iter()
                 .map(|l| sys::poll_fd(l.socket.as_raw_fd(), POLLIN)),
         );
+        let mut swept = Instant::now();
         loop {
-            if let Err(e) = sys::poll(&mut fds, None) {
+            if let Err(e) = sys::poll(&mut fds, Some(POOL_SWEEP)) {
                 crate::error!("acceptor: poll failed: {e}");
             }
             for signal in signals.take() {
@@ -250,6 +184,10 @@ impl Acceptor<'_> {
                 if fd.revents != 0 {
                     self.accept_all(listener);
                 }
+            }
+            if swept.elapsed() >= POOL_SWEEP {
+                swept = Instant::now();
+                self.shared.runtime().pools.sweep(swept);
             }
         }
     }
@@ -267,49 +205,19 @@ impl Acceptor<'_> {
                     return;
                 }
             };
-            // Blocking, as workers expect: accept(2) on Linux does not pass the
-            // listener's O_NONBLOCK on to the new socket.
-            if self.open.load(Ordering::Relaxed) >= self.max_connections {
+            if self.shared.open_connections() >= self.max_connections {
                 self.refuse(stream, peer.ip());
                 continue;
             }
-            self.open.fetch_add(1, Ordering::Relaxed);
-            let slot = Slot(Arc::clone(&self.open));
-            let at = Instant::now();
-            if let Some(client) = self.client(stream, peer.ip(), slot, at, listener.redirect_to) {
-                // Parked at once: a worker takes it when its first bytes arrive [R8].
-                let deadline = at + self.shared.runtime().timeouts.header();
-                // A new socket is registered: never handed back.
-                let _ = self.shared.parker.park(client, deadline);
+            let slot = self.shared.slot();
+            let shared = Arc::clone(self.shared);
+            let now = Instant::now();
+            if let Some(conn) = Conn::new(shared, stream, peer.ip(), listener.redirect_to, slot, now)
+            {
+                self.inboxes[self.next % self.inboxes.len()].send(conn);
+                self.next = self.next.wrapping_add(1);
             }
         }
-    }
-
-    /// A new client connection, with TLS when `pems` is set (not on the redirect
-    /// listener).
-    fn client(
-        &self,
-        stream: TcpStream,
-        ip: IpAddr,
-        slot: Slot,
-        at: Instant,
-        redirect_to: Option<SocketAddr>,
-    ) -> Option<Client> {
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(self.shared.runtime().timeouts.upstream()));
-        let stream = match (&self.shared.tls, redirect_to) {
-            (Some(config), None) => match ServerConnection::new(Arc::clone(config)) {
-                Ok(tls) => ClientStream::Tls(Box::new(StreamOwned::new(tls, stream))),
-                Err(e) => {
-                    crate::error!("TLS: cannot start a connection: {e}");
-                    return None;
-                }
-            },
-            _ => ClientStream::Plain(stream),
-        };
-        let mut client = Client::new(stream, ip, slot, at);
-        client.redirect_to = redirect_to;
-        Some(client)
     }
 
     /// [E]: past `maxConnections`, a 503 written at accept without reading the
@@ -366,10 +274,7 @@ fn reload(shared: &Shared, path: &Path, running: &mut Config) {
     if new.access_log != running.access_log {
         shared.log.reopen(new.access_log.clone());
     }
-    *shared
-        .runtime
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = Arc::new(Runtime::new(&new));
+    shared.set_runtime(Runtime::new(&new));
     crate::debug!("reload: {} loaded", path.display());
     // Keep what cannot change without a restart, so the next comparison is true.
     let pems = running.pems.take();
@@ -384,22 +289,17 @@ fn reload(shared: &Shared, path: &Path, running: &mut Config) {
     };
 }
 
-/// SIGTERM/SIGINT [L]: the listeners are closed already; close idle connections at
-/// once, let requests in flight finish within `shutdownMs` (tunnels are closed then),
-/// close the pools, flush the log. A second signal exits at once.
-fn shut_down(shared: &Shared, signals: &Signals) -> Result<(), String> {
-    shared.stopping.store(true, Ordering::SeqCst);
-    shared.parker.wake(); // it sees `stopping` and closes every parked connection
+/// SIGTERM/SIGINT [L]: the listeners are closed already; idle connections close at
+/// once, requests in flight and tunnels have `shutdownMs` to finish, then every
+/// connection is closed (a tunnel's log line written), the pools closed and the log
+/// flushed. A second signal exits at once.
+fn shut_down(shared: &Shared, inboxes: &[Arc<Inbox<Conn>>], signals: &Signals) -> Result<(), String> {
+    shared.stop();
+    inboxes.iter().for_each(|inbox| inbox.wake());
     let rt = shared.runtime();
     let deadline = Instant::now() + Duration::from_millis(rt.timeouts.shutdown_ms);
     let mut fds = [sys::poll_fd(signals.fd(), POLLIN)];
-    let in_flight = || {
-        shared.busy.load(Ordering::SeqCst)
-            + shared.queue.waiting()
-            + shared.parker.exchanges()
-            + shared.tunnels.open_count()
-    };
-    while in_flight() > 0 && Instant::now() < deadline {
+    while shared.open_connections() > 0 && Instant::now() < deadline {
         let _ = sys::poll(&mut fds, Some(Duration::from_millis(20)));
         if signals.take().contains(&Signal::Stop) {
             crate::warn!("a second stop signal: exiting without waiting");
@@ -407,7 +307,12 @@ fn shut_down(shared: &Shared, signals: &Signals) -> Result<(), String> {
             std::process::exit(1);
         }
     }
-    shared.tunnels.close_all(Duration::from_millis(500));
+    shared.close_all();
+    inboxes.iter().for_each(|inbox| inbox.wake());
+    let closed = Instant::now() + Duration::from_millis(500);
+    while shared.open_connections() > 0 && Instant::now() < closed {
+        std::thread::sleep(Duration::from_millis(5)); // the loops' turn
+    }
     rt.pools.close_all();
     shared.log.flush();
     Ok(())

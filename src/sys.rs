@@ -121,6 +121,71 @@ pub fn set_backlog(fd: RawFd, backlog: i32) {
     unsafe { libc::listen(fd, backlog) };
 }
 
+/// A TCP socket, non-blocking, whose connect to `addr` is under way (or done): the
+/// event loop learns the outcome when it becomes writable (`TcpStream::take_error`).
+pub fn connect_nonblocking(addr: std::net::SocketAddr) -> io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let (family, storage, len) = sockaddr(addr);
+    let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: plain integer arguments; the result is checked before it is owned.
+    let fd = unsafe { libc::socket(family, kind, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket that nothing else owns; the stream closes it.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    // SAFETY: `storage` holds a sockaddr of `len` bytes for the family of `fd`.
+    let rc = unsafe { libc::connect(fd, (&raw const storage).cast(), len) };
+    if rc == 0 {
+        return Ok(stream);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINPROGRESS) => Ok(stream),
+        _ => Err(err),
+    }
+}
+
+/// `addr` as a sockaddr_storage, with its family and length.
+fn sockaddr(addr: std::net::SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is a valid value to fill in.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        std::net::SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap_or_default(),
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::sa_family_t::try_from(libc::AF_INET6).unwrap_or_default(),
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in6 and suitably aligned.
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    let family = match addr {
+        std::net::SocketAddr::V4(_) => libc::AF_INET,
+        std::net::SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    (family, storage, libc::socklen_t::try_from(len).unwrap_or(0))
+}
+
 /// Waits until `a` or `b` is readable (or hung up); returns which, `a` first when
 /// both are, or `None` when `timeout` passed.
 pub fn wait_either(a: RawFd, b: RawFd, timeout: Duration) -> Option<RawFd> {

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::body::{BodyLength, BodyReader, Piece, response_body_length};
-use crate::head::{Fields, ResponseHead, keep_alive_hint, parse_response};
+use crate::head::{Fields, ResponseHead, keep_alive_hint, list_items, parse_response};
 use crate::io::Input;
 
 /// Most interim heads a backend may send before its final one [R3]: a backend that
@@ -114,6 +114,13 @@ impl AnswerReader {
         !self.input.eof && self.input.len() < cap
     }
 
+    /// The bytes received and not taken (after a 101: the new protocol's first).
+    pub fn take_input(&mut self) -> Vec<u8> {
+        let rest = self.input.data().to_vec();
+        self.input.consume(rest.len());
+        rest
+    }
+
     /// Interim heads received so far (a retry is safe only before any).
     pub fn interim_count(&self) -> usize {
         self.interim
@@ -195,7 +202,8 @@ impl AnswerReader {
                 _ => res.has_token("connection", "keep-alive"),
             };
         self.hint = res.first("keep-alive").and_then(keep_alive_hint);
-        self.state = State::Body(BodyReader::new(length));
+        let named: Vec<&[u8]> = res.values("connection").flat_map(list_items).collect();
+        self.state = State::Body(BodyReader::dropping(length, &named));
         Answer::Head(res, length)
     }
 

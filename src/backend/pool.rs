@@ -12,7 +12,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::backend::authority::Authority;
-use crate::io::BufStream;
 
 /// How long an authority whose connect failed is skipped by round robin [R6].
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -26,7 +25,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An idle connection, with its buffers (kept, so a reuse allocates nothing), and
 /// until when it may be reused.
 struct Idle {
-    conn: BufStream<TcpStream>,
+    conn: TcpStream,
     reuse_until: Instant,
 }
 
@@ -49,11 +48,11 @@ impl Pool {
     }
 
     /// An idle connection that is still fit for reuse, if there is one.
-    pub fn checkout(&self, now: Instant) -> Option<BufStream<TcpStream>> {
+    pub fn checkout(&self, now: Instant) -> Option<TcpStream> {
         loop {
             let idle = lock(&self.idle).pop()?; // lock released at the end of this line
             // Too old, closed by the backend, or holding stray bytes: never reuse it.
-            if now < idle.reuse_until && crate::sys::is_quiet(idle.conn.stream.as_raw_fd()) {
+            if now < idle.reuse_until && crate::sys::is_quiet(idle.conn.as_raw_fd()) {
                 return Some(idle.conn);
             }
         }
@@ -62,7 +61,7 @@ impl Pool {
     /// Returns a connection after a complete exchange. `hint` is the backend's
     /// `Keep-Alive: timeout=N`; the connection is kept for at most N − 1 s, so that
     /// we never reuse it just as the backend closes it.
-    pub fn checkin(&self, mut conn: BufStream<TcpStream>, hint: Option<Duration>, now: Instant) {
+    pub fn checkin(&self, conn: TcpStream, hint: Option<Duration>, now: Instant) {
         let mut keep = self.idle_timeout;
         if let Some(hint) = hint {
             keep = keep.min(hint.saturating_sub(Duration::from_secs(1)));
@@ -70,7 +69,6 @@ impl Pool {
         if keep.is_zero() {
             return;
         }
-        conn.trim();
         let mut idle = lock(&self.idle);
         if idle.len() < self.max_idle {
             idle.push(Idle {
@@ -158,10 +156,10 @@ mod tests {
     }
 
     /// A connected pair over loopback: (our side, the backend's side).
-    fn pair() -> (BufStream<TcpStream>, TcpStream) {
+    fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        (BufStream::new(ours), listener.accept().unwrap().0)
+        (ours, listener.accept().unwrap().0)
     }
 
     #[test]
@@ -171,13 +169,13 @@ mod tests {
         let (a, _ka) = pair();
         let (b, _kb) = pair();
         let (c, _kc) = pair();
-        let b_port = b.stream.local_addr().unwrap();
+        let b_port = b.local_addr().unwrap();
         pool.checkin(a, None, t0);
         pool.checkin(b, None, t0);
         pool.checkin(c, None, t0); // over maxIdlePerAuthority: closed
         assert_eq!(pool.idle_count(), 2);
         assert_eq!(
-            pool.checkout(t0).unwrap().stream.local_addr().unwrap(),
+            pool.checkout(t0).unwrap().local_addr().unwrap(),
             b_port
         );
         assert!(
@@ -224,7 +222,7 @@ mod tests {
         kb.write_all(b"stray").unwrap(); // and wrote unasked on b
         for s in [&a, &b] {
             assert!(crate::sys::wait_readable(
-                s.stream.as_raw_fd(),
+                s.as_raw_fd(),
                 Duration::from_secs(5)
             ));
         }

@@ -49,6 +49,12 @@ pub enum Woke {
 /// whenever the socket does (a descriptor number is reused once it is closed).
 pub type SocketId = (RawFd, u64);
 
+/// A new number for `SocketId`.
+pub fn next_serial() -> u64 {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A connection a loop drives.
 pub trait Connection {
     /// The socket it has on `side` now, if any.
@@ -76,6 +82,11 @@ impl<C> Inbox<C> {
             .push(conn);
         // A full wake-up socket already holds a wake-up: the write may fail.
         let _ = (&self.wake).write(&[1]);
+    }
+
+    /// Wakes the loop with nothing new: it looks at every connection (`wake_all`).
+    pub fn wake(&self) {
+        let _ = (&self.wake).write(&[0]);
     }
 
     fn take(&self) -> Vec<C> {
@@ -164,6 +175,15 @@ impl<C: Connection> EventLoop<C> {
             .iter_mut()
             .filter_map(|s| s.conn.as_mut())
             .for_each(&mut each);
+    }
+
+    /// Runs every connection (a stop: each decides what that means for it).
+    pub fn wake_all(&mut self, now: Instant) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].conn.is_some() {
+                self.wake(slot, Woke::Deadline, now);
+            }
+        }
     }
 
     /// One turn: waits for events, the nearest deadline or `max_wait` (`None`: no

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use crate::body::{BodyLength, BodyReader, Piece, chunk_header, request_body_length};
 use crate::error::HeadError;
 use crate::head::{
-    Fields, HeadScan, RequestHead, ResponseHead, parse_request_resumed, starts_head_request,
+    Fields, HeadScan, RequestHead, ResponseHead, list_items, parse_request_resumed,
+    starts_head_request,
 };
 use crate::headers::{ClientFraming, client_response_head, local_response};
 use crate::io::Input;
@@ -105,6 +106,8 @@ pub struct H1 {
     head_request: bool,
     /// The connection stays open after this answer (so far as we know).
     keep_alive: bool,
+    /// When the head of the request being answered began to arrive.
+    request_started: Instant,
 }
 
 impl H1 {
@@ -124,7 +127,45 @@ impl H1 {
             minor: 1,
             head_request: false,
             keep_alive: true,
+            request_started: now,
         }
+    }
+
+    /// When the head of the request being answered began to arrive (for the log).
+    pub fn request_started(&self) -> Instant {
+        self.request_started
+    }
+
+    /// Between requests with nothing received: closing now loses nothing.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.reading, Reading::Head { .. }) && self.input.is_empty() && self.out.is_empty()
+    }
+
+    /// The bytes received and not taken: a refused head's, for the log; after a 101,
+    /// the new protocol's first bytes (taken).
+    pub fn pending_input(&self) -> &[u8] {
+        self.input.data()
+    }
+
+    pub fn take_input(&mut self) -> Vec<u8> {
+        let rest = self.input.data().to_vec();
+        self.input.consume(rest.len());
+        rest
+    }
+
+    /// Takes the output not yet written (after a 101, the tunnel sends it).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether the client has closed its sending side.
+    pub fn client_closed(&self) -> bool {
+        self.input.eof
+    }
+
+    /// The limits for the next request (a reload's).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     // ------------------------------------------------------------------ input
@@ -202,6 +243,9 @@ impl H1 {
             // A whole head that came in one read can be longer than the limit.
             Ok(Some((_, len))) if len > max => self.refuse(HeadError::TooLarge),
             Ok(Some((head, len))) => {
+                if let Reading::Head { started, .. } = self.reading {
+                    self.request_started = started;
+                }
                 self.input.consume(len);
                 self.begin(head)
             }
@@ -238,7 +282,8 @@ impl H1 {
             BodyLength::UntilClose => BodyLength::Empty,
             framing => framing,
         };
-        self.reading = Reading::Body(BodyReader::new(framing));
+        let named: Vec<&[u8]> = head.values("connection").flat_map(list_items).collect();
+        self.reading = Reading::Body(BodyReader::dropping(framing, &named));
         Event::Request(head, body)
     }
 
@@ -406,25 +451,26 @@ impl H1 {
     /// The deadline passed at `now`: an idle connection closes; one with part of a
     /// head gets a 408 first [E]. Bytes already received are looked at first: a
     /// head that came in time is served.
-    pub fn expire(&mut self, now: Instant) {
+    pub fn expire(&mut self, now: Instant) -> Option<HeadError> {
         if self.deadline().is_none_or(|d| now < d) {
-            return;
+            return None;
         }
         let Reading::Head { scan, .. } = &self.reading else {
-            return;
+            return None;
         };
         let mut scan = *scan; // looked at, not taken: the next event takes it
         if !matches!(
             parse_request_resumed(self.input.data(), &mut scan),
             Ok(None)
         ) {
-            return; // a whole head, or a refusal: `next_event` says which
+            return None; // a whole head, or a refusal: `next_event` says which
         }
         if !self.input.is_empty() {
             self.refuse(HeadError::Timeout);
-        } else {
-            self.reading = Reading::Done;
+            return Some(HeadError::Timeout);
         }
+        self.reading = Reading::Done;
+        None
     }
 }
 

@@ -1,5 +1,8 @@
-//! The client side of a connection, one module per protocol: bytes in, exchange
-//! events out, and back. `h1` is HTTP/1.x; `tls` builds the rustls config.
+//! The client side of a connection: `conn` is a client connection on its loop,
+//! `h1` the HTTP/1.x machine it drives (bytes in, exchange events out, and back),
+//! `transport` its bytes (plain or TLS), `tls` the rustls config.
 
+pub mod conn;
 pub mod h1;
 pub mod tls;
+pub mod transport;

@@ -1,0 +1,606 @@
+//! One client connection on its event loop [R8]: the socket (`transport.rs`, TLS
+//! or not), the HTTP/1 machine (`h1.rs`) that turns its bytes into requests, the
+//! exchange answering the current request (`exchange/`), and after a 101 its tunnel.
+//! Each wake-up moves bytes in steps (read the client, hand request events to the
+//! exchange, let the exchange work, write the client) until nothing moves or the
+//! step budget is spent; then the loop waits on what is left: a socket, or the
+//! nearest deadline of the machines.
+//!
+//! Every wait has a deadline: `headerMs`/`keepAliveMs` (`h1.rs`), the exchange's
+//! `connectMs`/`upstreamMs`, `upstreamMs` for a client that does not read what it is
+//! sent, `tunnelIdleMs`, and `LINGER` while a closing connection's last bytes are
+//! read off.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::ServerConnection;
+
+use crate::access_log::Entry;
+use crate::body::BodyLength;
+use crate::error::HeadError;
+use crate::event::{Connection, Side, SocketId, Woke, next_serial};
+use crate::exchange::{self, Exchange, Respond};
+use crate::front::h1::{Event, H1, Limits};
+use crate::front::transport::Transport;
+use crate::head::{Fields, RequestHead, ResponseHead};
+use crate::shared::{Runtime, Shared, Slot};
+use crate::tunnel::{Pumped, Tunnel};
+
+/// Most answer bytes queued for the client before the exchange waits for room.
+const OUT_CAP: usize = 64 * 1024;
+/// Steps per wake-up before the connection lets the others on its loop go first.
+const STEPS: usize = 16;
+/// How long a closing connection's bytes are read off, at most.
+const LINGER: Duration = Duration::from_secs(1);
+
+enum Phase {
+    Http,
+    Tunnel(Box<Tunnelled>),
+    /// Our side is shut; what the client still sends is read off until `until`, so
+    /// that closing with unread bytes does not reset the answer away.
+    Closing {
+        until: Instant,
+    },
+    Done,
+}
+
+struct Tunnelled {
+    tunnel: Tunnel,
+    /// Written when the tunnel closes [L].
+    entry: Option<Entry>,
+    opened: Instant,
+}
+
+pub struct Conn {
+    shared: Arc<Shared>,
+    io: Transport,
+    serial: u64,
+    /// The socket was reported readable (writable) and no call has said otherwise.
+    readable: bool,
+    writable: bool,
+    client: exchange::Client,
+    h1: H1,
+    exchange: Option<Exchange>,
+    phase: Phase,
+    /// Answer bytes wait and the client has not taken any since then.
+    stalled_since: Option<Instant>,
+    /// Read off what the client sends before closing (not after an idle close).
+    linger: bool,
+    /// The step budget ran out with work left: wake again at once.
+    again: bool,
+    _slot: Slot,
+}
+
+fn limits(rt: &Runtime) -> Limits {
+    Limits {
+        max_header_bytes: rt.max_header_bytes,
+        header: rt.timeouts.header(),
+        keep_alive: rt.timeouts.keep_alive(),
+    }
+}
+
+/// The answer's way to the client: the HTTP/1 machine.
+struct Sink<'a> {
+    h1: &'a mut H1,
+    now: Instant,
+}
+
+impl Respond for Sink<'_> {
+    fn room(&self) -> usize {
+        OUT_CAP.saturating_sub(self.h1.output().len())
+    }
+    fn interim(&mut self, head: &ResponseHead) {
+        self.h1.send_interim(head);
+    }
+    fn head(&mut self, head: &ResponseHead, length: BodyLength, keep_alive: bool) {
+        self.h1.send_head(head, length, keep_alive);
+    }
+    fn local(&mut self, status: u16, extra: &[(&str, &str)]) {
+        self.h1.send_local(status, extra, self.now);
+    }
+    fn data(&mut self, bytes: &[u8]) {
+        self.h1.send_data(bytes);
+    }
+    fn end(&mut self, trailers: &[u8]) {
+        self.h1.send_end(trailers, self.now);
+    }
+    fn abort(&mut self) {
+        self.h1.abort();
+    }
+}
+
+impl Conn {
+    /// A connection accepted at `now`, TLS when `pems` is set (not on the redirect
+    /// listener).
+    pub fn new(
+        shared: Arc<Shared>,
+        stream: TcpStream,
+        ip: IpAddr,
+        redirect_to: Option<SocketAddr>,
+        slot: Slot,
+        now: Instant,
+    ) -> Option<Conn> {
+        stream.set_nonblocking(true).ok()?;
+        let _ = stream.set_nodelay(true);
+        let io = match (&shared.tls, redirect_to) {
+            (Some(config), None) => match ServerConnection::new(Arc::clone(config)) {
+                Ok(tls) => Transport::Tls(Box::new((tls, stream))),
+                Err(e) => {
+                    crate::error!("TLS: cannot start a connection: {e}");
+                    return None;
+                }
+            },
+            _ => Transport::Plain(stream),
+        };
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let h1 = H1::new(limits(&shared.runtime()), now);
+        Some(Conn {
+            client: exchange::Client {
+                ip,
+                tls: io.is_tls(),
+                redirect_to,
+            },
+            shared,
+            io,
+            serial: next_serial(),
+            readable: true,
+            writable: true,
+            h1,
+            exchange: None,
+            phase: Phase::Http,
+            stalled_since: None,
+            linger: true,
+            again: false,
+            _slot: slot,
+        })
+    }
+
+    /// One step: whether anything moved.
+    fn step(&mut self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Http => self.step_http(now),
+            Phase::Tunnel(_) => self.step_tunnel(now),
+            Phase::Closing { .. } => self.step_closing(),
+            Phase::Done => false,
+        }
+    }
+
+    fn step_http(&mut self, now: Instant) -> bool {
+        let mut moved = self.read_client(now);
+        moved |= self.take_events(now);
+        if let Some(x) = &mut self.exchange {
+            let mut sink = Sink {
+                h1: &mut self.h1,
+                now,
+            };
+            moved |= x.run(&mut sink, now);
+            moved |= self.after_exchange(now);
+        }
+        moved |= self.write_client(now);
+        if matches!(self.phase, Phase::Http) && self.h1.is_finished() && !self.io.wants_flush() {
+            self.begin_close(now);
+            moved = true;
+        }
+        moved
+    }
+
+    fn read_client(&mut self, now: Instant) -> bool {
+        if !self.readable || !self.h1.wants_read() {
+            return false;
+        }
+        let plain = !self.io.is_tls();
+        let space = self.h1.input_space();
+        let room = space.len();
+        match self.io.read(space) {
+            Ok(0) => self.h1.received_eof(),
+            Ok(n) => {
+                self.h1.received(n, now);
+                // A short read took all there was; edge-triggered epoll tells of more.
+                self.readable = !(plain && n < room);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                crate::debug!("client {}: {e}", self.client.ip);
+                self.h1.received_eof();
+                self.linger = false;
+            }
+        }
+        true
+    }
+
+    /// Hands what the client sent to the exchange, as far as it has room.
+    fn take_events(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        loop {
+            let room = self.exchange.as_ref().map_or(0, Exchange::body_room);
+            match self.h1.next_event(room) {
+                Event::NeedData | Event::Full | Event::Paused => return moved,
+                Event::Request(head, body) => self.start_exchange(head, body, now),
+                Event::Data(bytes) => {
+                    if let Some(x) = &mut self.exchange {
+                        x.client_data(bytes);
+                    }
+                }
+                Event::End(trailers) => {
+                    if let Some(x) = &mut self.exchange {
+                        x.client_end(trailers);
+                    }
+                }
+                Event::Refused(e) => {
+                    crate::debug!("client {}: {e}", self.client.ip);
+                    match self.exchange.take() {
+                        Some(mut x) => {
+                            x.client_gone(Some(e.status()));
+                            self.log_exchange(&x);
+                        }
+                        None => self.log_refused(e),
+                    }
+                    return true;
+                }
+                Event::Closed { .. } => {
+                    if let Some(mut x) = self.exchange.take() {
+                        x.client_gone(None);
+                        self.log_exchange(&x);
+                    }
+                    self.linger = false;
+                    return true;
+                }
+            }
+            moved = true;
+        }
+    }
+
+    fn start_exchange(&mut self, head: RequestHead, body: BodyLength, now: Instant) {
+        let rt = self.shared.runtime();
+        self.h1.set_limits(limits(&rt));
+        if self.shared.is_stopping() {
+            self.h1.close_after_answer();
+        }
+        self.exchange = Some(Exchange::start(rt, head, body, self.client, now));
+    }
+
+    /// After the exchange moved: a finished one is logged, an upgraded one becomes
+    /// a tunnel.
+    fn after_exchange(&mut self, now: Instant) -> bool {
+        let Some(x) = &mut self.exchange else {
+            return false;
+        };
+        if let Some((backend, early)) = x.take_tunnel() {
+            let x = self.exchange.take();
+            let entry = x.as_ref().and_then(|x| self.entry_for(x));
+            let mut to_client = self.h1.take_output();
+            to_client.extend_from_slice(&early);
+            let idle = self.shared.runtime().timeouts.tunnel_idle();
+            let tunnel = Tunnel::new(backend, self.h1.take_input(), to_client, idle, now);
+            self.phase = Phase::Tunnel(Box::new(Tunnelled {
+                tunnel,
+                entry,
+                opened: now,
+            }));
+            return true;
+        }
+        if !x.is_finished() {
+            return false;
+        }
+        if let Some(x) = self.exchange.take() {
+            self.log_exchange(&x);
+        }
+        true
+    }
+
+    fn write_client(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        let plain = !self.io.is_tls();
+        while self.writable {
+            let out = self.h1.output();
+            let result = if out.is_empty() {
+                if !self.io.wants_flush() {
+                    break;
+                }
+                self.io.flush().map(|()| 0)
+            } else {
+                self.io.write(out)
+            };
+            match result {
+                Ok(n) => {
+                    let short = n < self.h1.output().len();
+                    self.h1.wrote(n);
+                    moved |= n > 0;
+                    if plain && short {
+                        self.writable = false; // the socket's buffer is full
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    crate::debug!("client {}: {e}", self.client.ip);
+                    self.client_gone();
+                    return true;
+                }
+            }
+        }
+        let pending = self.h1.wants_write() || self.io.wants_flush();
+        if moved || !pending {
+            self.stalled_since = None;
+        }
+        if pending && !self.writable && self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+        }
+        moved
+    }
+
+    /// The client cannot be written to any more: whatever was under way ends.
+    fn client_gone(&mut self) {
+        if let Some(mut x) = self.exchange.take() {
+            x.client_gone(None);
+            self.log_exchange(&x);
+        }
+        self.phase = Phase::Done;
+    }
+
+    /// Nothing more to read or write: close, reading off what the client still
+    /// sends when we chose to close [R8].
+    fn begin_close(&mut self, now: Instant) {
+        let linger = self.linger && !self.h1.client_closed() && !self.shared.is_stopping();
+        if linger || self.io.is_tls() {
+            self.io.shutdown_write();
+        }
+        self.phase = match linger {
+            true => Phase::Closing {
+                until: now + LINGER,
+            },
+            false => Phase::Done,
+        };
+    }
+
+    fn step_closing(&mut self) -> bool {
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match std::io::Read::read(&mut self.io.tcp(), &mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(_) => break,
+            }
+        }
+        self.phase = Phase::Done; // the client closed too, or reset, or sends on
+        true
+    }
+
+    fn step_tunnel(&mut self, now: Instant) -> bool {
+        let Phase::Tunnel(t) = &mut self.phase else {
+            return false;
+        };
+        match t.tunnel.pump(&mut self.io, now) {
+            Pumped::Wait => false,
+            Pumped::More => true,
+            Pumped::Over => {
+                self.close_tunnel();
+                true
+            }
+        }
+    }
+
+    /// Closes the tunnel and writes its log line.
+    fn close_tunnel(&mut self) {
+        let Phase::Tunnel(t) = std::mem::replace(&mut self.phase, Phase::Done) else {
+            return;
+        };
+        crate::debug!(
+            "tunnel for {} closed after {} bytes to the client",
+            self.client.ip,
+            t.tunnel.to_client
+        );
+        if let Some(mut entry) = t.entry {
+            entry.body_bytes = t.tunnel.to_client;
+            entry.elapsed = t.opened.elapsed();
+            self.shared.log.write(&entry);
+        }
+    }
+
+    /// Deadlines that passed by `now`.
+    fn expire(&mut self, now: Instant) {
+        let passed = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        match &self.phase {
+            Phase::Http => {}
+            Phase::Tunnel(t) => {
+                if t.tunnel.deadline() <= now {
+                    self.close_tunnel();
+                }
+                return;
+            }
+            Phase::Closing { until } => {
+                if *until <= now {
+                    self.phase = Phase::Done;
+                }
+                return;
+            }
+            Phase::Done => return,
+        }
+        if passed(self.h1.deadline()) {
+            let idle = self.h1.is_idle();
+            match self.h1.expire(now) {
+                Some(e) => self.log_refused(e),
+                None => self.linger &= !idle,
+            }
+        }
+        if let Some(x) = &mut self.exchange
+            && passed(x.deadline())
+        {
+            let mut sink = Sink {
+                h1: &mut self.h1,
+                now,
+            };
+            x.expire(&mut sink, now);
+            self.after_exchange(now);
+        }
+        let stall = self.shared.runtime().timeouts.upstream();
+        if passed(self.stalled_since.map(|at| at + stall)) {
+            crate::debug!("client {}: took nothing for upstreamMs", self.client.ip);
+            self.client_gone();
+        }
+    }
+
+    /// SIGTERM: an idle connection closes now, the others after their answer.
+    fn stop(&mut self) {
+        match self.phase {
+            Phase::Http if self.exchange.is_none() && self.h1.is_idle() => {
+                self.phase = Phase::Done;
+            }
+            Phase::Http => self.h1.close_after_answer(),
+            Phase::Closing { .. } => self.phase = Phase::Done,
+            Phase::Tunnel(_) | Phase::Done => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ the log
+
+    fn log_exchange(&self, x: &Exchange) {
+        let req = &x.req;
+        crate::debug!(
+            "client {}: {} {} -> {} via {}",
+            self.client.ip,
+            req.method,
+            req.target,
+            x.outcome.status,
+            x.outcome.upstream.as_ref().map_or("-", |a| a.text.as_str())
+        );
+        if let Some(entry) = self.entry_for(x) {
+            self.shared.log.write(&entry);
+        }
+    }
+
+    fn entry_for(&self, x: &Exchange) -> Option<Entry> {
+        if !self.shared.log.is_on() {
+            return None;
+        }
+        let req = &x.req;
+        let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
+        Some(self.entry(
+            Some(req),
+            Some(line),
+            x.outcome.status,
+            x.outcome.body_bytes,
+            x.outcome.upstream.as_ref().map(|a| a.text.clone()),
+        ))
+    }
+
+    /// The line for a head we refused (400, 408, 431, …), with its first line if a
+    /// whole one came.
+    fn log_refused(&self, e: HeadError) {
+        let input = self.h1.pending_input();
+        let head_only = crate::head::starts_head_request(input);
+        let body_bytes = match head_only {
+            true => 0,
+            false => crate::headers::local_body(e.status()).len() as u64,
+        };
+        let line = first_line(input);
+        let entry = self.entry(None, line, e.status(), body_bytes, None);
+        self.shared.log.write(&entry);
+    }
+
+    fn entry(
+        &self,
+        req: Option<&RequestHead>,
+        request_line: Option<String>,
+        status: u16,
+        body_bytes: u64,
+        upstream: Option<String>,
+    ) -> Entry {
+        let elapsed = self.h1.request_started().elapsed();
+        let now = SystemTime::now();
+        Entry {
+            client: self.client.ip,
+            started: now.checked_sub(elapsed).unwrap_or(now),
+            request_line,
+            status,
+            body_bytes,
+            referer: req.and_then(|r| r.first("referer")).map(<[u8]>::to_vec),
+            user_agent: req.and_then(|r| r.first("user-agent")).map(<[u8]>::to_vec),
+            elapsed,
+            upstream,
+        }
+    }
+}
+
+/// The first line of a head we could not parse, as read, if a whole one came.
+fn first_line(buf: &[u8]) -> Option<String> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+impl Connection for Conn {
+    fn socket(&self, side: Side) -> Option<SocketId> {
+        match (side, &self.phase) {
+            (_, Phase::Done) => None,
+            (Side::Client, _) => Some((self.io.tcp().as_raw_fd(), self.serial)),
+            (Side::Backend, Phase::Tunnel(t)) => Some(t.tunnel.socket()),
+            (Side::Backend, _) => self.exchange.as_ref().and_then(Exchange::backend_socket),
+        }
+    }
+
+    fn run(&mut self, woke: Woke, now: Instant) {
+        self.again = false;
+        match woke {
+            Woke::Arrived | Woke::Deadline => {}
+            Woke::Socket(Side::Client, r) => {
+                self.readable |= r.readable;
+                self.writable |= r.writable;
+            }
+            Woke::Socket(Side::Backend, r) => {
+                if let Some(x) = &mut self.exchange {
+                    x.backend_ready(r);
+                }
+            }
+        }
+        if self.shared.is_closing() {
+            self.close_tunnel();
+            self.phase = Phase::Done;
+            return;
+        }
+        if self.shared.is_stopping() {
+            self.stop();
+        }
+        self.expire(now);
+        for _ in 0..STEPS {
+            if !self.step(now) {
+                return;
+            }
+        }
+        self.again = !matches!(self.phase, Phase::Done);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.again {
+            return Some(Instant::now());
+        }
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match &self.phase {
+            Phase::Http => {
+                let stall = self.shared.runtime().timeouts.upstream();
+                let at = earliest(self.h1.deadline(), self.stalled_since.map(|s| s + stall));
+                earliest(at, self.exchange.as_ref().and_then(Exchange::deadline))
+            }
+            Phase::Tunnel(t) => Some(t.tunnel.deadline()),
+            Phase::Closing { until } => Some(*until),
+            Phase::Done => None,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+}
