@@ -254,6 +254,9 @@ pub struct Readiness {
     pub readable: bool,
     /// There is room to write.
     pub writable: bool,
+    /// The peer has closed its side (or the socket failed): a read that takes less
+    /// than it could does not mean that all was taken, the end is still to come.
+    pub hup: bool,
 }
 
 /// The token and readiness of an event.
@@ -264,6 +267,7 @@ pub fn event_parts(event: &EpollEvent) -> (u64, Readiness) {
     let readiness = Readiness {
         readable: has(libc::EPOLLIN) || has(libc::EPOLLRDHUP) || ended,
         writable: has(libc::EPOLLOUT) || ended,
+        hup: has(libc::EPOLLRDHUP) || ended,
     };
     (token, readiness)
 }

@@ -38,6 +38,8 @@ pub struct Tunnel {
     last_active: Instant,
     /// Bytes written to the client after the 101 head, for the access log.
     pub to_client: u64,
+    /// Bytes of the 101 head still to be written, not counted.
+    head_left: u64,
 }
 
 /// What a step of a tunnel found.
@@ -53,12 +55,13 @@ pub enum Pumped {
 
 impl Tunnel {
     /// `to_backend` and `to_client` are bytes already read from each side (the
-    /// client's after its head, the backend's after its 101; for the client, the
-    /// end of the 101 head not written yet comes first).
+    /// client's after its head, the backend's after its 101); `head` is what is
+    /// left to write of the 101 head, sent first.
     pub fn new(
         backend: TcpStream,
         to_backend: Vec<u8>,
-        to_client: Vec<u8>,
+        head: Vec<u8>,
+        to_client: &[u8],
         idle_limit: Duration,
         now: Instant,
     ) -> Tunnel {
@@ -69,8 +72,9 @@ impl Tunnel {
                 pending: to_backend,
                 ..Half::default()
             },
+            head_left: head.len() as u64,
             down: Half {
-                pending: to_client,
+                pending: [&head[..], to_client].concat(),
                 ..Half::default()
             },
             idle_limit,
@@ -100,7 +104,9 @@ impl Tunnel {
                 if up + down > 0 {
                     self.last_active = now;
                 }
-                self.to_client += down;
+                let head = down.min(self.head_left);
+                self.head_left -= head;
+                self.to_client += down - head;
                 if self.up.shut && self.down.shut {
                     Pumped::Over
                 } else if more_up || more_down {

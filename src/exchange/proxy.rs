@@ -60,6 +60,8 @@ enum Link {
         reused: bool,
         readable: bool,
         writable: bool,
+        /// The backend closed its side: read on to the end.
+        hup: bool,
     },
 }
 
@@ -262,11 +264,15 @@ impl Proxy {
 
     pub fn ready(&mut self, readiness: Readiness) {
         if let Link::Open {
-            readable, writable, ..
+            readable,
+            writable,
+            hup,
+            ..
         } = &mut self.link
         {
             *readable |= readiness.readable;
             *writable |= readiness.writable;
+            *hup |= readiness.hup;
         }
     }
 
@@ -414,6 +420,7 @@ impl Proxy {
             reused,
             readable: true,
             writable: true,
+            hup: false,
         };
         self.last_progress = now;
     }
@@ -551,7 +558,10 @@ impl Proxy {
 
     fn read_backend(&mut self, now: Instant) -> io::Result<bool> {
         let Link::Open {
-            stream, readable, ..
+            stream,
+            readable,
+            hup,
+            ..
         } = &mut self.link
         else {
             return Ok(false);
@@ -569,7 +579,7 @@ impl Proxy {
                     self.answer.received(n);
                     self.last_progress = now;
                     moved = true;
-                    if n < room {
+                    if n < room && !*hup {
                         *readable = false;
                     }
                 }

@@ -61,6 +61,8 @@ pub struct Conn {
     /// The socket was reported readable (writable) and no call has said otherwise.
     readable: bool,
     writable: bool,
+    /// The client closed its side: read on to the end.
+    hup: bool,
     client: exchange::Client,
     h1: H1,
     exchange: Option<Exchange>,
@@ -151,6 +153,7 @@ impl Conn {
             serial: next_serial(),
             readable: true,
             writable: true,
+            hup: false,
             h1,
             exchange: None,
             phase: Phase::Http,
@@ -202,7 +205,7 @@ impl Conn {
             Ok(n) => {
                 self.h1.received(n, now);
                 // A short read took all there was; edge-triggered epoll tells of more.
-                self.readable = !(plain && n < room);
+                self.readable = !(plain && n < room && !self.hup);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 self.readable = false;
@@ -278,10 +281,9 @@ impl Conn {
         if let Some((backend, early)) = x.take_tunnel() {
             let x = self.exchange.take();
             let entry = x.as_ref().and_then(|x| self.entry_for(x));
-            let mut to_client = self.h1.take_output();
-            to_client.extend_from_slice(&early);
+            let head = self.h1.take_output();
             let idle = self.shared.runtime().timeouts.tunnel_idle();
-            let tunnel = Tunnel::new(backend, self.h1.take_input(), to_client, idle, now);
+            let tunnel = Tunnel::new(backend, self.h1.take_input(), head, &early, idle, now);
             self.phase = Phase::Tunnel(Box::new(Tunnelled {
                 tunnel,
                 entry,
@@ -352,8 +354,8 @@ impl Conn {
     /// sends when we chose to close [R8].
     fn begin_close(&mut self, now: Instant) {
         let linger = self.linger && !self.h1.client_closed() && !self.shared.is_stopping();
-        if linger || self.io.is_tls() {
-            self.io.shutdown_write();
+        if self.linger {
+            self.io.shutdown_write(); // TLS: a close_notify first
         }
         self.phase = match linger {
             true => Phase::Closing {
@@ -556,6 +558,7 @@ impl Connection for Conn {
             Woke::Socket(Side::Client, r) => {
                 self.readable |= r.readable;
                 self.writable |= r.writable;
+                self.hup |= r.hup;
             }
             Woke::Socket(Side::Backend, r) => {
                 if let Some(x) = &mut self.exchange {
@@ -574,6 +577,9 @@ impl Connection for Conn {
         self.expire(now);
         for _ in 0..STEPS {
             if !self.step(now) {
+                if self.exchange.is_none() {
+                    self.h1.shrink_idle();
+                }
                 return;
             }
         }

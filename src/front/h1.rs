@@ -141,6 +141,17 @@ impl H1 {
         matches!(self.reading, Reading::Head { .. }) && self.input.is_empty() && self.out.is_empty()
     }
 
+    /// Between requests, frees the buffers: an idle connection holds none.
+    pub fn shrink_idle(&mut self) {
+        if self.is_idle() {
+            let eof = self.input.eof;
+            self.input = Input::default();
+            self.input.eof = eof;
+            self.out = Vec::new();
+            self.trailers = Vec::new();
+        }
+    }
+
     /// The bytes received and not taken: a refused head's, for the log; after a 101,
     /// the new protocol's first bytes (taken).
     pub fn pending_input(&self) -> &[u8] {
