@@ -62,7 +62,7 @@ fn default_host() -> ListenHost {
     ListenHost(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 fn default_workers() -> usize {
-    64
+    0 // one event loop per CPU [K]
 }
 fn default_max_connections() -> usize {
     10_000
@@ -517,7 +517,8 @@ mod tests {
         let c = Config::parse("{}").unwrap();
         assert_eq!(c.port, 8443);
         assert_eq!(c.host.0, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        assert_eq!(c.workers, 64);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(c.workers, cpus);
         assert_eq!(c.max_connections, 10_000);
         assert_eq!(c.max_header_bytes, 65_536);
         assert_eq!(c.timeouts.keep_alive_ms, 60_000);

@@ -207,3 +207,53 @@ impl Input {
         &self.buf[base + piece.start..base + piece.end]
     }
 }
+
+/// Bytes to send to a peer, for the sans-I/O machines: appended at the end, written
+/// from the front. What was written is dropped by moving a start mark; the rest is
+/// moved to the front only once the written part is the larger, so a slow reader
+/// does not cost a copy of the buffer per write.
+#[derive(Debug, Default)]
+pub struct Output {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Output {
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    /// `n` bytes of `data` were written.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// The buffer to append to.
+    pub fn vec(&mut self) -> &mut Vec<u8> {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        &mut self.buf
+    }
+
+    /// Takes what is left to write.
+    pub fn take(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.drain(..self.start);
+        self.start = 0;
+        buf
+    }
+}

@@ -212,7 +212,8 @@ impl Acceptor<'_> {
             let slot = self.shared.slot();
             let shared = Arc::clone(self.shared);
             let now = Instant::now();
-            if let Some(conn) = Conn::new(shared, stream, peer.ip(), listener.redirect_to, slot, now)
+            if let Some(conn) =
+                Conn::new(shared, stream, peer.ip(), listener.redirect_to, slot, now)
             {
                 self.inboxes[self.next % self.inboxes.len()].send(conn);
                 self.next = self.next.wrapping_add(1);
@@ -293,7 +294,11 @@ fn reload(shared: &Shared, path: &Path, running: &mut Config) {
 /// once, requests in flight and tunnels have `shutdownMs` to finish, then every
 /// connection is closed (a tunnel's log line written), the pools closed and the log
 /// flushed. A second signal exits at once.
-fn shut_down(shared: &Shared, inboxes: &[Arc<Inbox<Conn>>], signals: &Signals) -> Result<(), String> {
+fn shut_down(
+    shared: &Shared,
+    inboxes: &[Arc<Inbox<Conn>>],
+    signals: &Signals,
+) -> Result<(), String> {
     shared.stop();
     inboxes.iter().for_each(|inbox| inbox.wake());
     let rt = shared.runtime();

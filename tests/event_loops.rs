@@ -492,13 +492,11 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
             && expect_heads.load(Ordering::SeqCst) == m
             && (m_stuck == 0 || syn_sent_to(stuck_port) >= m_stuck)
     };
-    // Until 700 ms before the first deadline at most, leaving the probes their time.
+    // Until 700 ms before the first deadline, leaving the probes their time.
     let now = Instant::now();
-    let waiting_by = (now + Duration::from_secs(1)).min(
-        first_deadline
-            .checked_sub(Duration::from_millis(700))
-            .unwrap_or(now),
-    );
+    let waiting_by = first_deadline
+        .checked_sub(Duration::from_millis(700))
+        .unwrap_or(now);
     let waiting = poll_until(waiting_by, all_waiting);
     let waited = now.elapsed();
     let (ups, bigs, expects, connecting) = (

@@ -174,10 +174,7 @@ mod tests {
         pool.checkin(b, None, t0);
         pool.checkin(c, None, t0); // over maxIdlePerAuthority: closed
         assert_eq!(pool.idle_count(), 2);
-        assert_eq!(
-            pool.checkout(t0).unwrap().local_addr().unwrap(),
-            b_port
-        );
+        assert_eq!(pool.checkout(t0).unwrap().local_addr().unwrap(), b_port);
         assert!(
             pool.checkout(t0 + Duration::from_secs(5)).is_none(),
             "expired"

@@ -84,7 +84,10 @@ enum Kind {
         until: Instant,
     },
     /// Sending part of a file.
-    File { part: FilePart, sent: u64 },
+    File {
+        part: FilePart,
+        sent: u64,
+    },
     Proxy(Box<Proxy>),
     Done,
 }

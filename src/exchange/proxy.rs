@@ -668,12 +668,20 @@ impl Proxy {
     /// out after, so the client's next request finds it there.
     fn end(&mut self, now: Instant) {
         self.finished = true;
-        let sent_all = self.body_queued && self.to_backend.is_empty() && self.write_failed.is_none();
+        let sent_all =
+            self.body_queued && self.to_backend.is_empty() && self.write_failed.is_none();
         let link = std::mem::replace(&mut self.link, Link::None);
-        if let (Some(hint), true, Link::Open { stream, .. }) = (self.answer.reusable(), sent_all, link)
+        if let (Some(hint), true, Link::Open { stream, .. }) =
+            (self.answer.reusable(), sent_all, link)
         {
-            crate::debug!("backend {}: connection returned to the pool", self.authority());
-            self.rt.pools.get(self.authority()).checkin(stream, hint, now);
+            crate::debug!(
+                "backend {}: connection returned to the pool",
+                self.authority()
+            );
+            self.rt
+                .pools
+                .get(self.authority())
+                .checkin(stream, hint, now);
         }
     }
 

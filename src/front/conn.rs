@@ -32,7 +32,7 @@ use crate::tunnel::{Pumped, Tunnel};
 /// Most answer bytes queued for the client before the exchange waits for room.
 const OUT_CAP: usize = 64 * 1024;
 /// Steps per wake-up before the connection lets the others on its loop go first.
-const STEPS: usize = 16;
+const STEPS: usize = 4;
 /// How long a closing connection's bytes are read off, at most.
 const LINGER: Duration = Duration::from_secs(1);
 

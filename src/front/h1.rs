@@ -24,7 +24,7 @@ use crate::head::{
     starts_head_request,
 };
 use crate::headers::{ClientFraming, client_response_head, local_response};
-use crate::io::Input;
+use crate::io::{Input, Output};
 
 /// The limits a connection is read with (from the config in force when it started).
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +97,7 @@ pub struct H1 {
     reading: Reading,
     writing: Writing,
     /// Bytes to send, in order.
-    out: Vec<u8>,
+    out: Output,
     /// Trailers of the chunked body just ended, for `Event::End`.
     trailers: Vec<u8>,
     /// HTTP minor version of the request being answered.
@@ -122,7 +122,7 @@ impl H1 {
                 idle: false,
             },
             writing: Writing::Nothing,
-            out: Vec::new(),
+            out: Output::default(),
             trailers: Vec::new(),
             minor: 1,
             head_request: false,
@@ -147,7 +147,7 @@ impl H1 {
             let eof = self.input.eof;
             self.input = Input::default();
             self.input.eof = eof;
-            self.out = Vec::new();
+            self.out = Output::default();
             self.trailers = Vec::new();
         }
     }
@@ -166,7 +166,7 @@ impl H1 {
 
     /// Takes the output not yet written (after a 101, the tunnel sends it).
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out)
+        self.out.take()
     }
 
     /// Whether the client has closed its sending side.
@@ -307,7 +307,7 @@ impl H1 {
             let head_only = self.head_request || starts_head_request(self.input.data());
             let minor = self.minor;
             let answer = local_response(e.status(), &[], false, minor, head_only);
-            self.out.extend_from_slice(&answer);
+            self.out.vec().extend_from_slice(&answer);
         }
         self.reading = Reading::Done;
         Event::Refused(e)
@@ -336,7 +336,7 @@ impl H1 {
     /// An interim (1xx) head: relayed to HTTP/1.1 clients, dropped for HTTP/1.0 [R3].
     pub fn send_interim(&mut self, res: &ResponseHead) {
         if self.minor == 1 {
-            client_response_head(res, ClientFraming::NoBody, true, 1, &mut self.out);
+            client_response_head(res, ClientFraming::NoBody, true, 1, self.out.vec());
         }
     }
 
@@ -357,7 +357,7 @@ impl H1 {
                 ClientFraming::Close
             }
         };
-        client_response_head(res, framing, self.keep_alive, self.minor, &mut self.out);
+        client_response_head(res, framing, self.keep_alive, self.minor, self.out.vec());
         self.writing = Writing::Body(framing);
     }
 
@@ -372,7 +372,7 @@ impl H1 {
             self.minor,
             self.head_request,
         );
-        self.out.extend_from_slice(&answer);
+        self.out.vec().extend_from_slice(&answer);
         self.finish(now);
     }
 
@@ -382,20 +382,20 @@ impl H1 {
             return;
         }
         if self.writing == Writing::Body(ClientFraming::Chunked) {
-            chunk_header(bytes.len(), &mut self.out);
-            self.out.extend_from_slice(bytes);
-            self.out.extend_from_slice(b"\r\n");
+            chunk_header(bytes.len(), self.out.vec());
+            self.out.vec().extend_from_slice(bytes);
+            self.out.vec().extend_from_slice(b"\r\n");
         } else {
-            self.out.extend_from_slice(bytes);
+            self.out.vec().extend_from_slice(bytes);
         }
     }
 
     /// The end of the answer's body, with the backend's trailers (chunked only).
     pub fn send_end(&mut self, trailers: &[u8], now: Instant) {
         if self.writing == Writing::Body(ClientFraming::Chunked) {
-            self.out.extend_from_slice(b"0\r\n");
-            self.out.extend_from_slice(trailers);
-            self.out.extend_from_slice(b"\r\n");
+            self.out.vec().extend_from_slice(b"0\r\n");
+            self.out.vec().extend_from_slice(trailers);
+            self.out.vec().extend_from_slice(b"\r\n");
         }
         if self.writing == Writing::Body(ClientFraming::Close) {
             self.keep_alive = false;
@@ -425,12 +425,12 @@ impl H1 {
 
     /// The bytes to send to the client now.
     pub fn output(&self) -> &[u8] {
-        &self.out
+        self.out.data()
     }
 
     /// `n` bytes of `output` were written.
     pub fn wrote(&mut self, n: usize) {
-        self.out.drain(..n.min(self.out.len()));
+        self.out.consume(n);
     }
 
     pub fn wants_write(&self) -> bool {

@@ -561,6 +561,12 @@ impl Backend {
     /// on its own thread.
     pub fn raw(serve: impl Fn(TcpStream, usize) + Send + Sync + 'static) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // The accept queue of a real server (nginx and Node listen with 511), not
+        // std's 128: with hundreds of connects at once a short queue drops SYNs and
+        // each dropped one waits a second for its retransmission.
+        // SAFETY: plain integer arguments on a listening socket we own; listen() on
+        // a listening socket only changes its backlog.
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1024) };
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = Arc::clone(&accepted);
