@@ -173,7 +173,11 @@ impl Acceptor<'_> {
             if let Err(e) = sys::poll(&mut fds, Some(POOL_SWEEP)) {
                 crate::error!("acceptor: poll failed: {e}");
             }
-            for signal in signals.take() {
+            let signalled = match fds[0].revents {
+                0 => Vec::new(),
+                _ => signals.take(),
+            };
+            for signal in signalled {
                 match signal {
                     Signal::Stop => return,
                     Signal::Reopen => self.shared.log.reopen(config.access_log.clone()),

@@ -73,15 +73,20 @@ pub struct Inbox<C> {
     wake: UnixStream,
 }
 
+// A wake-up byte is written only when the queue was empty: the loop takes the whole
+// queue at once, so one byte per batch is enough.
+
 impl<C> Inbox<C> {
     /// Queues `conn` for the loop and wakes it.
     pub fn send(&self, conn: C) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
-        // A full wake-up socket already holds a wake-up: the write may fail.
-        let _ = (&self.wake).write(&[1]);
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.push(conn);
+        let first = queue.len() == 1;
+        drop(queue);
+        if first {
+            // A full wake-up socket already holds a wake-up: the write may fail.
+            let _ = (&self.wake).write(&[1]);
+        }
     }
 
     /// Wakes the loop with nothing new: it looks at every connection (`wake_all`).
@@ -224,7 +229,7 @@ impl<C: Connection> EventLoop<C> {
     /// Takes in what the acceptor queued.
     fn arrivals(&mut self, now: Instant) {
         let mut drain = [0u8; 64];
-        while matches!((&self.wake_rx).read(&mut drain), Ok(n) if n > 0) {}
+        while matches!((&self.wake_rx).read(&mut drain), Ok(64)) {}
         for conn in self.inbox.take() {
             let slot = match self.free.pop() {
                 Some(slot) => slot,

@@ -198,6 +198,7 @@ impl Exchange {
                 let expecting = self.req.has_token("expect", "100-continue");
                 if self.body_read || *left == 0 || expecting {
                     self.answer(out);
+                    self.run(out, now); // a file's first bytes go with its head
                     true
                 } else {
                     false

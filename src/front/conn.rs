@@ -69,6 +69,8 @@ pub struct Conn {
     phase: Phase,
     /// Answer bytes wait and the client has not taken any since then.
     stalled_since: Option<Instant>,
+    /// `upstreamMs`: how long a client may take nothing of its answer.
+    send_timeout: Duration,
     /// Read off what the client sends before closing (not after an idle close).
     linger: bool,
     /// The step budget ran out with work left: wake again at once.
@@ -141,7 +143,9 @@ impl Conn {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        let h1 = H1::new(limits(&shared.runtime()), now);
+        let rt = shared.runtime();
+        let h1 = H1::new(limits(&rt), now);
+        let send_timeout = rt.timeouts.upstream();
         Some(Conn {
             client: exchange::Client {
                 ip,
@@ -158,6 +162,7 @@ impl Conn {
             exchange: None,
             phase: Phase::Http,
             stalled_since: None,
+            send_timeout,
             linger: true,
             again: false,
             _slot: slot,
@@ -266,6 +271,7 @@ impl Conn {
     fn start_exchange(&mut self, head: RequestHead, body: BodyLength, now: Instant) {
         let rt = self.shared.runtime();
         self.h1.set_limits(limits(&rt));
+        self.send_timeout = rt.timeouts.upstream();
         if self.shared.is_stopping() {
             self.h1.close_after_answer();
         }
@@ -350,12 +356,22 @@ impl Conn {
         self.phase = Phase::Done;
     }
 
-    /// Nothing more to read or write: close, reading off what the client still
-    /// sends when we chose to close [R8].
+    /// Nothing more to read or write: close. When the client may still be sending
+    /// (a request cut short, bytes unread), our side is shut first and its bytes
+    /// are read off for up to `LINGER`, so that closing with unread data does not
+    /// turn into a reset that destroys the answer before the client reads it (what
+    /// nginx's `lingering_close on` does) [R8].
     fn begin_close(&mut self, now: Instant) {
-        let linger = self.linger && !self.h1.client_closed() && !self.shared.is_stopping();
-        if self.linger {
+        // Bytes that came after our last read: only when the socket may hold more.
+        let fd = self.io.tcp().as_raw_fd();
+        let unread = self.h1.left_unread()
+            || (self.readable && crate::sys::peek(fd) == crate::sys::Peek::Data);
+        let linger =
+            self.linger && unread && !self.h1.client_closed() && !self.shared.is_stopping();
+        if linger {
             self.io.shutdown_write(); // TLS: a close_notify first
+        } else if self.linger && self.io.is_tls() {
+            self.io.close_notify();
         }
         self.phase = match linger {
             true => Phase::Closing {
@@ -446,8 +462,7 @@ impl Conn {
             x.expire(&mut sink, now);
             self.after_exchange(now);
         }
-        let stall = self.shared.runtime().timeouts.upstream();
-        if passed(self.stalled_since.map(|at| at + stall)) {
+        if passed(self.stalled_since.map(|at| at + self.send_timeout)) {
             crate::debug!("client {}: took nothing for upstreamMs", self.client.ip);
             self.client_gone();
         }
@@ -596,8 +611,8 @@ impl Connection for Conn {
         };
         match &self.phase {
             Phase::Http => {
-                let stall = self.shared.runtime().timeouts.upstream();
-                let at = earliest(self.h1.deadline(), self.stalled_since.map(|s| s + stall));
+                let stalled = self.stalled_since.map(|s| s + self.send_timeout);
+                let at = earliest(self.h1.deadline(), stalled);
                 earliest(at, self.exchange.as_ref().and_then(Exchange::deadline))
             }
             Phase::Tunnel(t) => Some(t.tunnel.deadline()),

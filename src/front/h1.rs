@@ -108,6 +108,9 @@ pub struct H1 {
     keep_alive: bool,
     /// When the head of the request being answered began to arrive.
     request_started: Instant,
+    /// Reading stopped inside a request (refused, or answered before its body was
+    /// read): the client may still be sending.
+    cut_short: bool,
 }
 
 impl H1 {
@@ -128,7 +131,14 @@ impl H1 {
             head_request: false,
             keep_alive: true,
             request_started: now,
+            cut_short: false,
         }
+    }
+
+    /// Whether closing now may leave client bytes unread: a request cut short, or
+    /// bytes received and not taken.
+    pub fn left_unread(&self) -> bool {
+        self.cut_short || !self.input.is_empty()
     }
 
     /// When the head of the request being answered began to arrive (for the log).
@@ -310,6 +320,7 @@ impl H1 {
             self.out.vec().extend_from_slice(&answer);
         }
         self.reading = Reading::Done;
+        self.cut_short = true;
         Event::Refused(e)
     }
 
@@ -413,6 +424,7 @@ impl H1 {
     fn finish(&mut self, now: Instant) {
         self.writing = Writing::Nothing;
         self.head_request = false; // until the next head says
+        self.cut_short |= !self.request_read();
         self.reading = match self.keep_alive && self.request_read() {
             true => Reading::Head {
                 scan: HeadScan::default(),

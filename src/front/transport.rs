@@ -89,13 +89,18 @@ impl Transport {
         }
     }
 
-    /// Ends our sending side: a TLS close_notify (so a close-delimited body is not
-    /// taken for a truncated one), then a TCP half-close.
-    pub fn shutdown_write(&mut self) {
+    /// A TLS close_notify, sent as far as the socket takes it (before a close).
+    pub fn close_notify(&mut self) {
         if let Transport::Tls(t) = self {
             t.0.send_close_notify();
             let _ = flush(&mut t.0, &mut t.1);
         }
+    }
+
+    /// Ends our sending side: a TLS close_notify (so a close-delimited body is not
+    /// taken for a truncated one), then a TCP half-close.
+    pub fn shutdown_write(&mut self) {
+        self.close_notify();
         let _ = self.tcp().shutdown(Shutdown::Write);
     }
 }
