@@ -3,8 +3,8 @@
 //!
 //! `1.2.3.4 - - [24/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8" 0.003 127.0.0.1:7999`
 //!
-//! Workers format the line and hand it to one writer thread over a bounded queue, so
-//! no worker ever waits on the disk: when the queue is full (a stalled disk) the line
+//! The loops format the line and hand it to one writer thread over a bounded queue, so
+//! no loop ever waits on the disk: when the queue is full (a stalled disk) the line
 //! is dropped and counted, and a warning says how many about once a second. The
 //! writer buffers, flushes at least once a second and on request (shutdown), and
 //! reopens the file on SIGUSR1 (logrotate) or when a reload adds, removes or renames
@@ -130,7 +130,7 @@ impl Queue {
     }
 }
 
-/// The handle workers write through. Without `accessLog` it drops every line; a
+/// The handle the loops write through. Without `accessLog` it drops every line; a
 /// reload that names a log starts the writer then.
 pub struct AccessLog {
     writer: OnceLock<Writer>,

@@ -32,7 +32,7 @@ pub struct Config {
     pub proxy: Vec<RouteConfig>,
     #[serde(default)]
     pub env: Env,
-    /// Worker threads; 0 in the file means one per CPU, resolved by `parse`.
+    /// Event loops; 0 in the file means one per CPU, resolved by `parse`.
     #[serde(default = "default_workers", deserialize_with = "workers")]
     pub workers: usize,
     #[serde(
@@ -486,7 +486,7 @@ impl Config {
 
     fn check_files(&self) -> Result<(), String> {
         if let Some(pems) = &self.pems {
-            crate::front::tls::server_config(&pems.key, &pems.cert)?; // read and parsed now, so --check sees a bad PEM
+            crate::tls::server_config(&pems.key, &pems.cert)?; // read and parsed now, so --check sees a bad PEM
         }
         if let Some(dir) = self.static_root().filter(|d| !d.is_dir()) {
             return Err(format!(

@@ -1,26 +1,31 @@
 //! hawkey, a small reverse proxy. The data path, in order:
 //!
 //! 1. `server.rs`: poll the listeners and the signal socket; accept, refuse past
-//!    `maxConnections`, park the new connection.
-//! 2. `park.rs`: connections wait in one epoll set; `workers.rs`: a fixed set of
-//!    threads takes the ready ones from it.
-//! 3. `conn.rs`: read a request head (`head.rs`; TLS through `stream.rs` and
-//!    `front/tls.rs`), frame its body (`body.rs`).
-//! 4. `route.rs`: the static prefix (`static_files.rs`), else the first matching
-//!    `pathRegExp`.
-//! 5. `proxy.rs`: borrow a backend connection (`backend/`), send the rewritten
-//!    head (`headers.rs`) and body (`relay.rs` through `io.rs`), park until the
-//!    backend answers, relay the response.
-//! 6. `conn.rs` again: log the request (`access_log.rs`); keep-alive → park the
-//!    connection until its next request; after a 101, `tunnel.rs` relays raw bytes.
+//!    `maxConnections`, hand the connection to an event loop, in turn.
+//! 2. `event/`: one loop per CPU, each a thread with its own epoll set and timers,
+//!    owning its connections from accept to close; it wakes a connection when one of
+//!    its sockets is ready or its deadline passed, and never blocks.
+//! 3. `front/conn.rs`: a client connection on its loop. It reads the client
+//!    (`front/transport.rs`: plain, or rustls driven by the loop) into the HTTP/1
+//!    machine `front/h1.rs`, which makes request events (head via `head.rs`, body
+//!    framing via `body.rs`), and writes the answer it frames.
+//! 4. `exchange/`: one request, whatever its protocol. `route.rs` picks the static
+//!    prefix (`static_files.rs`) or the first matching `pathRegExp`; a local answer,
+//!    a file, or `exchange/proxy.rs`, which borrows a backend connection
+//!    (`backend/pool.rs`) or connects (`backend/dial.rs`), sends the rewritten head
+//!    (`headers.rs`) and the body, reads the answer (`backend/answer.rs`) and hands it
+//!    to the front through `exchange::Respond`.
+//! 5. `front/conn.rs` again: log the request (`access_log.rs`); read the next one or
+//!    close; after a 101, `front/tunnel.rs` relays raw bytes in the same loop.
 //!
-//! Support: `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`,
-//! `signals.rs`, and `sys.rs`, the one module with `unsafe` code.
+//! Every wait has a deadline in the loop: `headerMs`/`keepAliveMs` in `front/h1.rs`,
+//! `connectMs`/`upstreamMs` in `exchange/proxy.rs`, a client not reading in
+//! `front/conn.rs`, `tunnelIdleMs` in `front/tunnel.rs`.
 //!
-//! Being built for the event loops, not yet wired to the server: `event/` (a loop
-//! per CPU: its epoll set, deadlines, connections), `front/h1.rs` (the HTTP/1 front
-//! as a sans-I/O machine: request events in, answer bytes out) and
-//! `backend/answer.rs` (a backend's answer read the same way).
+//! Support: `shared.rs` (the `Runtime` a request starts with, the stop flags),
+//! `tls.rs` (PEM files to a rustls config),
+//! `config.rs`, `cli.rs`, `error.rs`, `log.rs`, `httpdate.rs`, `io.rs` (bounded
+//! buffers), `signals.rs`, and `sys.rs`, the one module with `unsafe` code.
 #![deny(unsafe_code)]
 // [P]: hawkey ships for 32-bit targets too, where `usize` is 32 bits: a length,
 // offset or count is converted with `try_from` (or kept in `u64`), never with a
@@ -52,4 +57,4 @@ pub mod shared;
 pub mod signals;
 pub mod static_files;
 pub mod sys;
-pub mod tunnel;
+pub mod tls;

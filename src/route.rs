@@ -19,7 +19,7 @@ pub struct Route {
     pub http_version: HttpVersion,
     /// Forward the client's Host instead of the backend authority.
     pub preserve_host: bool,
-    /// Round-robin position, shared by all workers [R6].
+    /// Round-robin position, shared by all loops [R6].
     next: AtomicUsize,
 }
 

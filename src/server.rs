@@ -44,7 +44,7 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let tls = config
         .pems
         .as_ref()
-        .map(|pems| crate::front::tls::server_config(&pems.key, &pems.cert))
+        .map(|pems| crate::tls::server_config(&pems.key, &pems.cert))
         .transpose()?;
     let max_connections = fit_connections(config.max_connections);
     let (main, main_addr) = bind(SocketAddr::new(config.host.0, config.port))?;

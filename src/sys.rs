@@ -1,6 +1,6 @@
 //! The only `unsafe` in hawkey: the system calls std has no safe wrapper for
-//! (poll(2), a non-blocking peek, the open-files limit, the listen backlog, and
-//! catching signals with sigaction(2)).
+//! (poll(2), epoll(7), a non-blocking connect, a non-blocking peek, the open-files
+//! limit, the listen backlog, and catching signals with sigaction(2)).
 //! Each block says why its pointers and lengths are valid.
 #![allow(unsafe_code)] // this module is where the unsafe calls are kept
 
@@ -186,16 +186,6 @@ fn sockaddr(addr: std::net::SocketAddr) -> (libc::c_int, libc::sockaddr_storage,
     (family, storage, libc::socklen_t::try_from(len).unwrap_or(0))
 }
 
-/// Waits until `a` or `b` is readable (or hung up); returns which, `a` first when
-/// both are, or `None` when `timeout` passed.
-pub fn wait_either(a: RawFd, b: RawFd, timeout: Duration) -> Option<RawFd> {
-    let mut fds = [poll_fd(a, POLLIN), poll_fd(b, POLLIN)];
-    match poll(&mut fds, Some(timeout)) {
-        Ok(n) if n > 0 => Some(if fds[0].revents != 0 { a } else { b }),
-        _ => None,
-    }
-}
-
 /// The write end of the signal pipe, for the handler; -1 until installed.
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 /// One bit per signal number received and not yet taken.
@@ -241,7 +231,7 @@ pub fn take_signals() -> u64 {
 
 pub use libc::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
-/// An epoll(7) instance: the set where connections wait (`park.rs`).
+/// An epoll(7) instance: the set an event loop waits in (`event/`).
 pub struct Epoll(std::os::fd::OwnedFd);
 
 /// One readiness event: the token given at registration, and what happened.

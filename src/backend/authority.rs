@@ -1,10 +1,7 @@
 //! A backend, named by its `Authority`: `host:port` as written in the config (what
-//! the `Host` field carries [R2]), parsed and checked, and connected to.
+//! the `Host` field carries [R2]), parsed and checked (`dial.rs` connects to it).
 
 use std::fmt;
-use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
 
 /// A backend `host:port`, kept as written in the config for the Host field [R2].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -63,21 +60,6 @@ impl Authority {
             host: host.to_string(),
             port,
         })
-    }
-
-    /// Resolves and connects, trying each address within `timeout`.
-    pub fn connect(&self, timeout: Duration) -> io::Result<TcpStream> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
-        for addr in (self.host.as_str(), self.port).to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(stream);
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
     }
 }
 

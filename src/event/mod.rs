@@ -10,8 +10,6 @@
 //! of interest costs no system call: a connection remembers that a socket is readable
 //! or writable until a call would block. New connections come from the acceptor
 //! through an `Inbox`. A panic inside one connection drops that connection only.
-//!
-//! Not wired to the server yet.
 
 pub mod timers;
 
@@ -172,14 +170,6 @@ impl<C: Connection> EventLoop<C> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Every connection, for a sweep that needs them all (shutdown).
-    pub fn for_each(&mut self, mut each: impl FnMut(&mut C)) {
-        self.slots
-            .iter_mut()
-            .filter_map(|s| s.conn.as_mut())
-            .for_each(&mut each);
     }
 
     /// Runs every connection (a stop: each decides what that means for it).

@@ -25,9 +25,9 @@ use crate::event::{Connection, Side, SocketId, Woke, next_serial};
 use crate::exchange::{self, Exchange, Respond};
 use crate::front::h1::{Event, H1, Limits};
 use crate::front::transport::Transport;
+use crate::front::tunnel::{Pumped, Tunnel};
 use crate::head::{Fields, RequestHead, ResponseHead};
 use crate::shared::{Runtime, Shared, Slot};
-use crate::tunnel::{Pumped, Tunnel};
 
 /// Most answer bytes queued for the client before the exchange waits for room.
 const OUT_CAP: usize = 64 * 1024;
