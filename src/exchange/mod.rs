@@ -399,3 +399,151 @@ fn host_without_port(host: &str) -> Option<&str> {
         .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
     (plain && !name.is_empty()).then_some(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::time::Duration;
+
+    /// Records what an exchange says to its front.
+    #[derive(Default)]
+    struct Recorder {
+        said: Vec<String>,
+        room: usize,
+    }
+
+    impl Respond for Recorder {
+        fn room(&self) -> usize {
+            self.room
+        }
+        fn interim(&mut self, head: &ResponseHead) {
+            self.said.push(format!("interim {}", head.status));
+        }
+        fn head(&mut self, head: &ResponseHead, length: BodyLength, keep_alive: bool) {
+            self.said
+                .push(format!("head {} {length:?} {keep_alive}", head.status));
+        }
+        fn local(&mut self, status: u16, extra: &[(&str, &str)]) {
+            self.said.push(format!("local {status} {extra:?}"));
+        }
+        fn data(&mut self, bytes: &[u8]) {
+            self.said.push(format!("data {}", bytes.len()));
+        }
+        fn end(&mut self, _: &[u8]) {
+            self.said.push("end".into());
+        }
+        fn abort(&mut self) {
+            self.said.push("abort".into());
+        }
+    }
+
+    fn runtime() -> Arc<Runtime> {
+        let config =
+            Config::parse(r#"{"proxy": [{"pathRegExp": "^/api", "authority": "127.0.0.1:1"}]}"#);
+        Arc::new(Runtime::new(&config.unwrap()))
+    }
+
+    fn request(wire: &str) -> (RequestHead, BodyLength) {
+        let (head, _) = crate::head::parse_request(wire.as_bytes())
+            .unwrap()
+            .unwrap();
+        let body = crate::body::request_body_length(&head).unwrap();
+        (head, body)
+    }
+
+    const CLIENT: Client = Client {
+        ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        tls: false,
+        redirect_to: None,
+    };
+
+    fn start(wire: &str, client: Client, t0: Instant) -> Exchange {
+        let (head, body) = request(wire);
+        Exchange::start(runtime(), head, body, client, t0)
+    }
+
+    #[test]
+    fn no_route_is_a_404_at_once_without_a_body() {
+        let t0 = Instant::now();
+        let mut x = start("GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n", CLIENT, t0);
+        let mut out = Recorder::default();
+        assert!(x.run(&mut out, t0));
+        assert_eq!(out.said, ["local 404 []"]);
+        assert!(x.is_finished());
+        assert_eq!((x.outcome.status, x.outcome.body_bytes), (404, 14));
+    }
+
+    #[test]
+    fn a_body_is_read_off_before_the_local_answer() {
+        let t0 = Instant::now();
+        let wire = "POST /nothing HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n";
+        let mut x = start(wire, CLIENT, t0);
+        let mut out = Recorder::default();
+        assert!(!x.run(&mut out, t0), "waits for the body");
+        assert_eq!(x.body_room(), usize::MAX);
+        x.client_data(b"0123456789");
+        assert!(!x.run(&mut out, t0));
+        x.client_end(b"");
+        assert!(x.run(&mut out, t0));
+        assert_eq!(out.said, ["local 404 []"]);
+    }
+
+    #[test]
+    fn a_client_waiting_for_100_continue_is_answered_at_once() {
+        let t0 = Instant::now();
+        let wire =
+            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n";
+        let mut x = start(wire, CLIENT, t0);
+        let mut out = Recorder::default();
+        assert!(x.run(&mut out, t0));
+        assert_eq!(out.said, ["local 404 []"]);
+    }
+
+    #[test]
+    fn a_body_that_stops_coming_is_answered_at_header_ms() {
+        let t0 = Instant::now();
+        let wire = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n";
+        let mut x = start(wire, CLIENT, t0);
+        let mut out = Recorder::default();
+        x.run(&mut out, t0);
+        let deadline = x.deadline().expect("waiting for the body has a deadline");
+        assert_eq!(deadline, t0 + Duration::from_secs(10)); // headerMs by default
+        x.expire(&mut out, deadline);
+        assert_eq!(out.said, ["local 404 []"]);
+        assert!(x.is_finished());
+    }
+
+    #[test]
+    fn the_redirect_listener_answers_301_to_the_tls_listener() {
+        let t0 = Instant::now();
+        let client = Client {
+            redirect_to: Some("127.0.0.1:8443".parse().unwrap()),
+            ..CLIENT
+        };
+        let mut x = start(
+            "GET /a?b HTTP/1.1\r\nHost: example.com:80\r\n\r\n",
+            client,
+            t0,
+        );
+        let mut out = Recorder::default();
+        x.run(&mut out, t0);
+        assert_eq!(
+            out.said,
+            [r#"local 301 [("Location", "https://example.com:8443/a?b")]"#]
+        );
+    }
+
+    #[test]
+    fn a_client_gone_before_any_answer_is_499() {
+        let t0 = Instant::now();
+        let wire = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n";
+        let mut x = start(wire, CLIENT, t0);
+        let mut out = Recorder::default();
+        x.run(&mut out, t0);
+        x.client_gone(None);
+        assert!(x.is_finished());
+        assert_eq!(x.outcome.status, 499);
+        assert!(out.said.is_empty());
+    }
+}
