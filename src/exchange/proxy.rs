@@ -72,8 +72,8 @@ pub struct Proxy {
     candidates: Vec<Arc<Authority>>,
     current: usize,
     forwarding: ForwardingOwned,
-    /// The head for the current authority, kept for a retry.
-    head: Vec<u8>,
+    /// Bytes of `to_backend` that are the head for the current authority.
+    head_len: usize,
     /// Request bytes (head, then body, framed) not yet written to the backend.
     to_backend: Vec<u8>,
     chunked_out: bool,
@@ -140,7 +140,7 @@ impl Proxy {
                 body,
                 upgrade,
             },
-            head: Vec::new(),
+            head_len: 0,
             to_backend: Vec::new(),
             chunked_out: body == BodyLength::Chunked,
             body_queued: body_done,
@@ -186,10 +186,9 @@ impl Proxy {
             body: f.body,
             upgrade: f.upgrade,
         };
-        self.head.clear();
-        backend_request_head(req, &forwarding, &mut self.head);
         let body = std::mem::take(&mut self.to_backend);
-        self.to_backend = self.head.clone();
+        backend_request_head(req, &forwarding, &mut self.to_backend);
+        self.head_len = self.to_backend.len();
         self.to_backend.extend_from_slice(&body);
     }
 
@@ -502,8 +501,8 @@ impl Proxy {
     }
 
     fn build_head_again(&mut self, req: &RequestHead) {
-        let head_len = self.head.len();
-        self.to_backend.drain(..head_len.min(self.to_backend.len()));
+        self.to_backend
+            .drain(..self.head_len.min(self.to_backend.len()));
         self.build_head(req);
     }
 
@@ -734,7 +733,8 @@ impl Proxy {
         self.retried = true;
         self.link = Link::None;
         self.write_failed = None;
-        self.to_backend = self.head.clone();
+        self.to_backend.clear(); // a retried request has no body
+        self.build_head(req);
         self.answer = AnswerReader::new(self.head_request, self.upgrade, self.rt.max_header_bytes);
         self.begin(req, out, outcome, now);
     }
