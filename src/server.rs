@@ -216,11 +216,13 @@ impl Acceptor<'_> {
             let slot = self.shared.slot();
             let shared = Arc::clone(self.shared);
             let now = Instant::now();
+            let home = self.next % self.inboxes.len();
+            self.next = self.next.wrapping_add(1);
+            let place = (slot, home);
             if let Some(conn) =
-                Conn::new(shared, stream, peer.ip(), listener.redirect_to, slot, now)
+                Conn::new(shared, stream, peer.ip(), listener.redirect_to, place, now)
             {
-                self.inboxes[self.next % self.inboxes.len()].send(conn);
-                self.next = self.next.wrapping_add(1);
+                self.inboxes[home].send(conn);
             }
         }
     }

@@ -282,19 +282,29 @@ impl Epoll {
     /// Registers `fd`, edge-triggered, for readable and writable (and hung-up)
     /// events: an event loop registers each socket once so, and remembers itself
     /// whether the socket is readable or writable until a call would block.
+    /// A descriptor already in the set gets the new `token`.
     pub fn watch_both(&self, fd: RawFd, token: u64) -> io::Result<()> {
         let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
-        self.add(fd, token, flags)
+        match self.ctl(libc::EPOLL_CTL_ADD, fd, token, flags) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.ctl(libc::EPOLL_CTL_MOD, fd, token, flags)
+            }
+            done => done,
+        }
     }
 
     fn add(&self, fd: RawFd, token: u64, flags: libc::c_int) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, flags)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, flags: libc::c_int) -> io::Result<()> {
         let mut event = libc::epoll_event {
             events: flags.cast_unsigned(),
             u64: token,
         };
         let epfd = std::os::fd::AsRawFd::as_raw_fd(&self.0);
         // SAFETY: `event` is a valid epoll_event on our stack, read by the kernel.
-        if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0 {
+        if unsafe { libc::epoll_ctl(epfd, op, fd, &mut event) } == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())

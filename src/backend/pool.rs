@@ -3,7 +3,9 @@
 //! over a route's authorities lives with the route.
 //!
 //! The pool lock is held only to push or pop one entry; connecting, probing and
-//! closing all happen outside it.
+//! closing all happen outside it. Each idle connection remembers the event loop
+//! that returned it (where it is still registered), and a loop borrows its own
+//! first, so that a reuse costs no system call to move the socket between loops.
 
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -22,37 +24,78 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An idle connection, with its buffers (kept, so a reuse allocates nothing), and
-/// until when it may be reused.
+/// An idle connection, and until when it may be reused.
 struct Idle {
-    conn: TcpStream,
+    conn: Pooled,
     reuse_until: Instant,
+}
+
+/// A connection in or out of a pool, with the serial its event loop knows it by
+/// (`event::SocketId`).
+pub struct Pooled {
+    pub conn: TcpStream,
+    pub serial: u64,
+}
+
+/// The idle connections of one authority, one list per event loop that returned
+/// them, each with the most recently returned last, so we reuse the warmest.
+#[derive(Default)]
+struct Lists {
+    by_loop: Vec<Vec<Idle>>,
+    count: usize,
+}
+
+impl Lists {
+    /// The newest of `home`'s, else the newest of another loop's.
+    fn pop(&mut self, home: usize) -> Option<Idle> {
+        let own = self.by_loop.get_mut(home).and_then(Vec::pop);
+        let idle = own.or_else(|| self.by_loop.iter_mut().find_map(Vec::pop))?;
+        self.count -= 1;
+        Some(idle)
+    }
+
+    fn push(&mut self, home: usize, idle: Idle) {
+        if home >= self.by_loop.len() {
+            self.by_loop.resize_with(home + 1, Vec::new);
+        }
+        self.by_loop[home].push(idle);
+        self.count += 1;
+    }
+
+    fn take(&mut self, expired: impl Fn(&Idle) -> bool) -> Vec<Idle> {
+        let taken: Vec<Idle> = (self.by_loop.iter_mut())
+            .flat_map(|list| list.extract_if(.., |idle| expired(idle)))
+            .collect();
+        self.count -= taken.len();
+        taken
+    }
 }
 
 /// Idle keep-alive connections to one backend [R5].
 pub struct Pool {
-    idle: Mutex<Vec<Idle>>, // most recently returned last, so we reuse the warmest
-    max_idle: usize,        // upstreamPool.maxIdlePerAuthority
-    idle_timeout: Duration, // upstreamPool.idleTimeoutMs
+    idle: Mutex<Lists>,
+    max_idle: usize,                    // upstreamPool.maxIdlePerAuthority
+    idle_timeout: Duration,             // upstreamPool.idleTimeoutMs
     down_until: Mutex<Option<Instant>>, // skipped by round robin until then [R6]
 }
 
 impl Pool {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Lists::default()),
             max_idle,
             idle_timeout,
             down_until: Mutex::new(None),
         }
     }
 
-    /// An idle connection that is still fit for reuse, if there is one.
-    pub fn checkout(&self, now: Instant) -> Option<TcpStream> {
+    /// An idle connection that is still fit for reuse, if there is one, for the
+    /// event loop `home` (its own returns first).
+    pub fn checkout(&self, now: Instant, home: usize) -> Option<Pooled> {
         loop {
-            let idle = lock(&self.idle).pop()?; // lock released at the end of this line
+            let idle = lock(&self.idle).pop(home)?; // lock released at the end of this line
             // Too old, closed by the backend, or holding stray bytes: never reuse it.
-            if now < idle.reuse_until && crate::sys::is_quiet(idle.conn.as_raw_fd()) {
+            if now < idle.reuse_until && crate::sys::is_quiet(idle.conn.conn.as_raw_fd()) {
                 return Some(idle.conn);
             }
         }
@@ -61,7 +104,7 @@ impl Pool {
     /// Returns a connection after a complete exchange. `hint` is the backend's
     /// `Keep-Alive: timeout=N`; the connection is kept for at most N − 1 s, so that
     /// we never reuse it just as the backend closes it.
-    pub fn checkin(&self, conn: TcpStream, hint: Option<Duration>, now: Instant) {
+    pub fn checkin(&self, conn: Pooled, home: usize, hint: Option<Duration>, now: Instant) {
         let mut keep = self.idle_timeout;
         if let Some(hint) = hint {
             keep = keep.min(hint.saturating_sub(Duration::from_secs(1)));
@@ -70,11 +113,9 @@ impl Pool {
             return;
         }
         let mut idle = lock(&self.idle);
-        if idle.len() < self.max_idle {
-            idle.push(Idle {
-                conn,
-                reuse_until: now + keep,
-            });
+        if idle.count < self.max_idle {
+            let reuse_until = now + keep;
+            idle.push(home, Idle { conn, reuse_until });
         }
         // lock released here; a connection over the limit is closed by its drop
     }
@@ -82,9 +123,7 @@ impl Pool {
     /// Closes the idle connections whose time is up, so that a quiet backend is not
     /// left holding them (a checkout would also pass them over).
     pub fn sweep(&self, now: Instant) {
-        let expired: Vec<Idle> = lock(&self.idle)
-            .extract_if(.., |idle| now >= idle.reuse_until)
-            .collect();
+        let expired = lock(&self.idle).take(|idle| now >= idle.reuse_until);
         drop(expired); // closed outside the lock
     }
 
@@ -98,12 +137,12 @@ impl Pool {
     }
 
     pub fn idle_count(&self) -> usize {
-        lock(&self.idle).len()
+        lock(&self.idle).count
     }
 
     /// Closes every idle connection (shutdown, the original's `Client.close()`).
     pub fn close(&self) {
-        let drained = std::mem::take(&mut *lock(&self.idle));
+        let drained = lock(&self.idle).take(|_| true);
         drop(drained); // closed outside the lock
     }
 }
@@ -155,6 +194,10 @@ mod tests {
         assert!(!pool.is_down(t0 + Duration::from_secs(10)));
     }
 
+    fn pooled(conn: TcpStream) -> Pooled {
+        Pooled { conn, serial: 0 }
+    }
+
     /// A connected pair over loopback: (our side, the backend's side).
     fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -170,13 +213,16 @@ mod tests {
         let (b, _kb) = pair();
         let (c, _kc) = pair();
         let b_port = b.local_addr().unwrap();
-        pool.checkin(a, None, t0);
-        pool.checkin(b, None, t0);
-        pool.checkin(c, None, t0); // over maxIdlePerAuthority: closed
+        pool.checkin(pooled(a), 0, None, t0);
+        pool.checkin(pooled(b), 0, None, t0);
+        pool.checkin(pooled(c), 0, None, t0); // over maxIdlePerAuthority: closed
         assert_eq!(pool.idle_count(), 2);
-        assert_eq!(pool.checkout(t0).unwrap().local_addr().unwrap(), b_port);
+        assert_eq!(
+            pool.checkout(t0, 0).unwrap().conn.local_addr().unwrap(),
+            b_port
+        );
         assert!(
-            pool.checkout(t0 + Duration::from_secs(5)).is_none(),
+            pool.checkout(t0 + Duration::from_secs(5), 0).is_none(),
             "expired"
         );
         assert_eq!(pool.idle_count(), 0);
@@ -188,8 +234,8 @@ mod tests {
         let t0 = Instant::now();
         let (a, _ka) = pair();
         let (b, _kb) = pair();
-        pool.checkin(a, None, t0);
-        pool.checkin(b, Some(Duration::from_secs(3)), t0); // kept for 2 s
+        pool.checkin(pooled(a), 0, None, t0);
+        pool.checkin(pooled(b), 0, Some(Duration::from_secs(3)), t0); // kept for 2 s
         pool.sweep(t0 + Duration::from_secs(1));
         assert_eq!(pool.idle_count(), 2);
         pool.sweep(t0 + Duration::from_secs(2));
@@ -203,11 +249,11 @@ mod tests {
         let pool = Pool::new(4, Duration::from_secs(4));
         let t0 = Instant::now();
         let (a, _ka) = pair();
-        pool.checkin(a, Some(Duration::from_secs(1)), t0);
+        pool.checkin(pooled(a), 0, Some(Duration::from_secs(1)), t0);
         assert_eq!(pool.idle_count(), 0);
         let (b, _kb) = pair();
-        pool.checkin(b, Some(Duration::from_secs(2)), t0);
-        assert!(pool.checkout(t0 + Duration::from_millis(1500)).is_none());
+        pool.checkin(pooled(b), 0, Some(Duration::from_secs(2)), t0);
+        assert!(pool.checkout(t0 + Duration::from_millis(1500), 0).is_none());
     }
 
     #[test]
@@ -224,9 +270,30 @@ mod tests {
             ));
         }
         let t0 = Instant::now();
-        pool.checkin(a, None, t0);
-        pool.checkin(b, None, t0);
-        assert!(pool.checkout(t0).is_none());
+        pool.checkin(pooled(a), 0, None, t0);
+        pool.checkin(pooled(b), 0, None, t0);
+        assert!(pool.checkout(t0, 0).is_none());
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    /// A loop gets back what it returned, before what another loop returned, and
+    /// the serial it knows the socket by.
+    #[test]
+    fn a_loop_borrows_its_own_first() {
+        let pool = Pool::new(4, Duration::from_secs(4));
+        let t0 = Instant::now();
+        let (a, _ka) = pair();
+        let (b, _kb) = pair();
+        let a_port = a.local_addr().unwrap();
+        pool.checkin(Pooled { conn: a, serial: 7 }, 0, None, t0);
+        pool.checkin(Pooled { conn: b, serial: 8 }, 1, None, t0);
+        let own = pool.checkout(t0, 0).unwrap();
+        assert_eq!((own.conn.local_addr().unwrap(), own.serial), (a_port, 7));
+        assert_eq!(
+            pool.checkout(t0, 0).unwrap().serial,
+            8,
+            "then another loop's"
+        );
         assert_eq!(pool.idle_count(), 0);
     }
 }

@@ -47,6 +47,9 @@ pub enum Woke {
 /// whenever the socket does (a descriptor number is reused once it is closed).
 pub type SocketId = (RawFd, u64);
 
+/// A socket with the serial its loop knows it by (kept when it changes hands).
+pub type SocketOf = (std::net::TcpStream, u64);
+
 /// A new number for `SocketId`.
 pub fn next_serial() -> u64 {
     static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -97,7 +100,7 @@ impl<C> Inbox<C> {
     }
 }
 
-/// The token of the wake-up socket (no connection's token is this large).
+/// The token of the wake-up socket (no socket's token is this large).
 const WAKE: u64 = u64::MAX;
 /// Most events taken from one `epoll_wait`.
 const EVENTS: usize = 64;
@@ -105,10 +108,15 @@ const EVENTS: usize = 64;
 /// A place for one connection, and what is registered for it.
 struct Slot<C> {
     conn: Option<C>,
-    /// Counts the connections this slot has held, so that an event for a socket of
-    /// an earlier one matches nothing.
-    generation: u32,
     registered: [Option<SocketId>; 2],
+}
+
+/// A socket registered in this loop's epoll set, and whom its events are for: none
+/// while it waits in a pool, so that a reuse on this loop costs no system call.
+#[derive(Clone, Copy)]
+struct Registered {
+    serial: u64,
+    owner: Option<(usize, Side)>,
 }
 
 /// One event loop and the connections it owns.
@@ -116,27 +124,25 @@ pub struct EventLoop<C> {
     epoll: Epoll,
     slots: Vec<Slot<C>>,
     free: Vec<usize>,
+    /// By descriptor: what is registered (a descriptor is registered once, and a
+    /// closed one leaves the set by itself; its entry is stale, and the next socket
+    /// with the number has another serial).
+    registered: Vec<Option<Registered>>,
     timers: Timers,
     inbox: Arc<Inbox<C>>,
     wake_rx: UnixStream,
     events: Vec<EpollEvent>,
 }
 
-/// `generation << 32 | slot << 1 | side`.
-fn token(generation: u32, slot: usize, side: Side) -> u64 {
-    let side = u64::from(side == Side::Backend);
-    u64::from(generation) << 32 | (slot as u64) << 1 | side
+/// `serial << 32 | descriptor`, the serial cut to 32 bits: an event for a socket
+/// closed since (whose number a new one took) matches nothing.
+fn token((fd, serial): SocketId) -> u64 {
+    (serial & u64::from(u32::MAX)) << 32 | u64::from(fd.cast_unsigned())
 }
 
-fn token_parts(token: u64) -> (u32, usize, Side) {
-    let generation = u32::try_from(token >> 32).unwrap_or(u32::MAX);
-    let slot = usize::try_from((token & u64::from(u32::MAX)) >> 1).unwrap_or(usize::MAX);
-    let side = if token & 1 == 1 {
-        Side::Backend
-    } else {
-        Side::Client
-    };
-    (generation, slot, side)
+fn token_parts(token: u64) -> (usize, u64) {
+    let fd = usize::try_from(token & u64::from(u32::MAX)).unwrap_or(usize::MAX);
+    (fd, token >> 32)
 }
 
 impl<C: Connection> EventLoop<C> {
@@ -155,6 +161,7 @@ impl<C: Connection> EventLoop<C> {
             epoll,
             slots: Vec::new(),
             free: Vec::new(),
+            registered: Vec::new(),
             timers: Timers::default(),
             inbox: Arc::clone(&inbox),
             wake_rx,
@@ -201,13 +208,22 @@ impl<C: Connection> EventLoop<C> {
                 self.arrivals(now);
                 continue;
             }
-            let (generation, slot, side) = token_parts(token);
-            let current = self
-                .slots
-                .get(slot)
-                .is_some_and(|s| s.generation == generation);
-            if current {
-                self.wake(slot, Woke::Socket(side, readiness), now);
+            let (fd, serial) = token_parts(token);
+            let Some(Some(reg)) = self.registered.get(fd).copied() else {
+                continue;
+            };
+            if reg.serial & u64::from(u32::MAX) != serial {
+                continue; // a socket closed since
+            }
+            match reg.owner {
+                Some((slot, side)) => self.wake(slot, Woke::Socket(side, readiness), now),
+                None => {
+                    // A pooled socket that hung up or sent stray bytes (its next
+                    // borrower's peek finds out), or one another loop took: stop
+                    // watching it here; a reuse here registers it again.
+                    self.registered[fd] = None;
+                    let _ = self.epoll.unwatch(fd.try_into().unwrap_or(-1));
+                }
             }
         }
         for slot in self.timers.expired(Instant::now()) {
@@ -226,7 +242,6 @@ impl<C: Connection> EventLoop<C> {
                 None => {
                     self.slots.push(Slot {
                         conn: None,
-                        generation: 0,
                         registered: [None, None],
                     });
                     self.slots.len() - 1
@@ -251,38 +266,71 @@ impl<C: Connection> EventLoop<C> {
     }
 
     fn settle(&mut self, slot: usize, done: bool) {
-        let generation = self.slots[slot].generation;
-        let entry = &mut self.slots[slot];
         if done {
-            for id in entry.registered.iter_mut().filter_map(Option::take) {
-                let _ = self.epoll.unwatch(id.0); // before the drop closes it
+            for id in self.slots[slot]
+                .registered
+                .iter_mut()
+                .filter_map(Option::take)
+            {
+                disown(&mut self.registered, id);
             }
-            entry.conn = None;
-            entry.generation = generation.wrapping_add(1);
+            self.slots[slot].conn = None; // closing its sockets takes them off the set
             self.timers.set(slot, None);
             self.free.push(slot);
             return;
         }
-        let Some(conn) = entry.conn.as_ref() else {
-            return;
-        };
         for (i, side) in SIDES.into_iter().enumerate() {
+            let Some(conn) = self.slots[slot].conn.as_ref() else {
+                return;
+            };
             let now = conn.socket(side);
-            if now == entry.registered[i] {
+            let before = self.slots[slot].registered[i];
+            if now == before {
                 continue;
             }
-            if let Some(old) = entry.registered[i].take() {
-                let _ = self.epoll.unwatch(old.0); // gone, or back in a pool
+            if let Some(before) = before {
+                disown(&mut self.registered, before); // closed, or back in a pool
             }
-            if let Some(new) = now {
-                match self.epoll.watch_both(new.0, token(generation, slot, side)) {
-                    Ok(()) => entry.registered[i] = Some(new),
+            self.slots[slot].registered[i] = None;
+            if let Some(id) = now {
+                match self.own(id, (slot, side)) {
+                    Ok(()) => self.slots[slot].registered[i] = Some(id),
                     Err(e) => crate::error!("event loop: cannot watch a socket: {e}"),
                 }
             }
         }
-        let deadline = conn.deadline();
+        let deadline = self.slots[slot].conn.as_ref().and_then(C::deadline);
         self.timers.set(slot, deadline);
+    }
+
+    /// Sends the events of `id` to `owner`; registers it unless it already is (a
+    /// socket back from a pool this loop put it in).
+    fn own(&mut self, id: SocketId, owner: (usize, Side)) -> io::Result<()> {
+        let fd = usize::try_from(id.0).map_err(|_| io::ErrorKind::InvalidInput)?;
+        if fd >= self.registered.len() {
+            self.registered.resize(fd + 1, None);
+        }
+        let known = self.registered[fd].is_some_and(|r| r.serial == id.1);
+        if !known {
+            self.epoll.watch_both(id.0, token(id))?;
+        }
+        self.registered[fd] = Some(Registered {
+            serial: id.1,
+            owner: Some(owner),
+        });
+        Ok(())
+    }
+}
+
+/// `id` has no owner on this loop any more; it stays registered while it is open.
+fn disown(registered: &mut [Option<Registered>], id: SocketId) {
+    let entry = usize::try_from(id.0)
+        .ok()
+        .and_then(|fd| registered.get_mut(fd));
+    if let Some(Some(reg)) = entry
+        && reg.serial == id.1
+    {
+        reg.owner = None;
     }
 }
 
@@ -408,11 +456,11 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for (generation, slot, side) in [(0, 0, Side::Client), (7, 12345, Side::Backend)] {
-            assert_eq!(
-                token_parts(token(generation, slot, side)),
-                (generation, slot, side)
-            );
+        for (fd, serial) in [(0, 1), (12345, 7), (3, u64::from(u32::MAX) + 9)] {
+            let (got_fd, got_serial) = token_parts(token((fd, serial)));
+            assert_eq!(got_fd, usize::try_from(fd).unwrap());
+            assert_eq!(got_serial, serial & u64::from(u32::MAX));
         }
+        assert_ne!(token((i32::MAX, u64::MAX)), WAKE);
     }
 }

@@ -13,14 +13,14 @@
 pub mod proxy;
 
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::authority::Authority;
 use crate::body::BodyLength;
 use crate::error::reason;
-use crate::event::SocketId;
+use crate::event::{SocketId, SocketOf};
 use crate::head::{Field, Fields, RequestHead, ResponseHead};
 use crate::route::{self, Target};
 use crate::shared::Runtime;
@@ -58,6 +58,9 @@ pub struct Client {
     pub tls: bool,
     /// On the redirect listener: every request gets a 301 to this TLS listener [K].
     pub redirect_to: Option<SocketAddr>,
+    /// The event loop serving it: backend connections go back to the pool as this
+    /// loop's (`Pool::checkout`).
+    pub home: usize,
 }
 
 /// How the exchange ended, for the access log.
@@ -294,7 +297,7 @@ impl Exchange {
 
     /// After a 101: the backend connection to tunnel to, and the bytes it sent
     /// behind its head [R7].
-    pub fn take_tunnel(&mut self) -> Option<(TcpStream, Vec<u8>)> {
+    pub fn take_tunnel(&mut self) -> Option<(SocketOf, Vec<u8>)> {
         let Kind::Proxy(p) = &mut self.kind else {
             return None;
         };
@@ -456,6 +459,7 @@ mod tests {
         ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         tls: false,
         redirect_to: None,
+        home: 0,
     };
 
     fn start(wire: &str, client: Client, t0: Instant) -> Exchange {

@@ -23,10 +23,11 @@ use crate::backend::answer::{Answer, AnswerReader};
 use crate::backend::authority::Authority;
 use crate::backend::dial::{self, Addresses, Lookup};
 use crate::backend::fault::{BackendFault, ProxyError, status_for};
+use crate::backend::pool::Pooled;
 use crate::body::{BodyLength, chunk_header};
 use crate::config::HttpVersion;
 use crate::error::HeadError;
-use crate::event::{SocketId, next_serial};
+use crate::event::{SocketId, SocketOf, next_serial};
 use crate::exchange::{Client, Outcome, Respond};
 use crate::head::{Fields, RequestHead, list_items};
 use crate::headers::{Forwarding, backend_request_head};
@@ -94,7 +95,7 @@ pub struct Proxy {
     last_progress: Instant,
     finished: bool,
     /// After a 101: the backend connection and its bytes behind the head.
-    tunnel: Option<(TcpStream, Vec<u8>)>,
+    tunnel: Option<(SocketOf, Vec<u8>)>,
     /// A refusal answered before anything was sent (an HTTP/1.0 backend and a
     /// chunked body).
     refuse: Option<HeadError>,
@@ -200,7 +201,7 @@ impl Proxy {
         self.tunnel.is_some()
     }
 
-    pub fn take_tunnel(&mut self) -> Option<(TcpStream, Vec<u8>)> {
+    pub fn take_tunnel(&mut self) -> Option<(SocketOf, Vec<u8>)> {
         self.tunnel.take()
     }
 
@@ -393,10 +394,14 @@ impl Proxy {
     ) {
         let authority = Arc::clone(self.authority());
         if !self.retried
-            && let Some(stream) = self.rt.pools.get(&authority).checkout(now)
+            && let Some(pooled) = self
+                .rt
+                .pools
+                .get(&authority)
+                .checkout(now, self.forwarding.client.home)
         {
             crate::debug!("backend {authority}: reused connection");
-            self.open(stream, next_serial(), true, now);
+            self.open(pooled.conn, pooled.serial, true, now);
             return;
         }
         match dial::addresses(&authority) {
@@ -412,12 +417,14 @@ impl Proxy {
         }
     }
 
+    /// A reused connection was found quiet (`Pool::checkout`): it is read when its
+    /// loop says bytes came.
     fn open(&mut self, stream: TcpStream, serial: u64, reused: bool, now: Instant) {
         self.link = Link::Open {
             stream,
             serial,
             reused,
-            readable: true,
+            readable: !reused,
             writable: true,
             hup: false,
         };
@@ -617,9 +624,10 @@ impl Proxy {
                     out.head(&head, BodyLength::Empty, false);
                     outcome.status = 101;
                     outcome.upstream = Some(Arc::clone(self.authority()));
-                    if let Link::Open { stream, .. } = std::mem::replace(&mut self.link, Link::None)
+                    if let Link::Open { stream, serial, .. } =
+                        std::mem::replace(&mut self.link, Link::None)
                     {
-                        self.tunnel = Some((stream, self.answer.take_input()));
+                        self.tunnel = Some(((stream, serial), self.answer.take_input()));
                     }
                     self.finished = true;
                     return true;
@@ -670,17 +678,22 @@ impl Proxy {
         let sent_all =
             self.body_queued && self.to_backend.is_empty() && self.write_failed.is_none();
         let link = std::mem::replace(&mut self.link, Link::None);
-        if let (Some(hint), true, Link::Open { stream, .. }) =
+        if let (Some(hint), true, Link::Open { stream, serial, .. }) =
             (self.answer.reusable(), sent_all, link)
         {
             crate::debug!(
                 "backend {}: connection returned to the pool",
                 self.authority()
             );
-            self.rt
-                .pools
-                .get(self.authority())
-                .checkin(stream, hint, now);
+            self.rt.pools.get(self.authority()).checkin(
+                Pooled {
+                    conn: stream,
+                    serial,
+                },
+                self.forwarding.client.home,
+                hint,
+                now,
+            );
         }
     }
 

@@ -124,7 +124,7 @@ impl Conn {
         stream: TcpStream,
         ip: IpAddr,
         redirect_to: Option<SocketAddr>,
-        slot: Slot,
+        (slot, home): (Slot, usize),
         now: Instant,
     ) -> Option<Conn> {
         stream.set_nonblocking(true).ok()?;
@@ -151,6 +151,7 @@ impl Conn {
                 ip,
                 tls: io.is_tls(),
                 redirect_to,
+                home,
             },
             shared,
             io,

@@ -12,7 +12,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use crate::event::{SocketId, next_serial};
+use crate::event::{SocketId, SocketOf};
 use crate::front::transport::Transport;
 
 /// Reads per direction per step.
@@ -58,7 +58,7 @@ impl Tunnel {
     /// client's after its head, the backend's after its 101); `head` is what is
     /// left to write of the 101 head, sent first.
     pub fn new(
-        backend: TcpStream,
+        (backend, serial): SocketOf,
         to_backend: Vec<u8>,
         head: Vec<u8>,
         to_client: &[u8],
@@ -67,7 +67,7 @@ impl Tunnel {
     ) -> Tunnel {
         Tunnel {
             backend,
-            serial: next_serial(),
+            serial,
             up: Half {
                 pending: to_backend,
                 ..Half::default()
