@@ -12,11 +12,66 @@ use crate::error::HeadError;
 /// Most fields a head may carry; more is treated like a head over `maxHeaderBytes`.
 const MAX_FIELDS: usize = 128;
 
-/// One header field as received, value without surrounding whitespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
-    pub name: String,
-    pub value: Vec<u8>,
+/// The fields of a head in order, each value without surrounding whitespace; names
+/// and values live in one buffer, so a head costs two allocations however many
+/// fields it has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldList {
+    bytes: Vec<u8>,
+    /// Per field, where its name ends and where its value ends in `bytes`; each
+    /// name starts where the field before ended.
+    ends: Vec<(u32, u32)>,
+}
+
+impl FieldList {
+    fn with_capacity(fields: usize, bytes: usize) -> FieldList {
+        FieldList {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(fields),
+        }
+    }
+
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        self.bytes.extend_from_slice(name);
+        let name_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        let end = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.ends.push((end(name_end), end(self.bytes.len())));
+    }
+
+    /// `(name, value)` of each field, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, end)| {
+            let (name_end, end) = (name_end as usize, end as usize);
+            let field = (&self.bytes[start..name_end], &self.bytes[name_end..end]);
+            start = end;
+            field
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The bytes the fields take as `Name: value` lines.
+    pub fn wire_len(&self) -> usize {
+        self.bytes.len() + 4 * self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for FieldList {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(fields: I) -> FieldList {
+        let mut list = FieldList::default();
+        for (name, value) in fields {
+            list.push(name.as_bytes(), value.as_bytes());
+        }
+        list
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +81,7 @@ pub struct RequestHead {
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
-    pub fields: Vec<Field>,
+    pub fields: FieldList,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,26 +90,27 @@ pub struct ResponseHead {
     pub status: u16,
     /// The reason phrase as the backend wrote it [R3].
     pub reason: Vec<u8>,
-    pub fields: Vec<Field>,
+    pub fields: FieldList,
 }
 
 /// Lookups shared by both heads.
 pub trait Fields {
-    fn fields(&self) -> &[Field];
+    fn fields(&self) -> &FieldList;
 
     /// Every value of the field `name`, in order.
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.fields()
             .iter()
-            .filter(move |f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| &f.value[..])
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
     }
 
     fn first(&self, name: &str) -> Option<&[u8]> {
-        self.fields()
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| &f.value[..])
+        let name = name.as_bytes();
+        let mut fields = self.fields().iter();
+        fields
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
     }
 
     /// Whether the comma-separated list field `name` holds `token` (any case).
@@ -66,13 +122,13 @@ pub trait Fields {
 }
 
 impl Fields for RequestHead {
-    fn fields(&self) -> &[Field] {
+    fn fields(&self) -> &FieldList {
         &self.fields
     }
 }
 
 impl Fields for ResponseHead {
-    fn fields(&self) -> &[Field] {
+    fn fields(&self) -> &FieldList {
         &self.fields
     }
 }
@@ -339,21 +395,19 @@ fn version_error(head: &[u8]) -> HeadError {
 /// Copies httparse's fields out, refusing what RFC 9110 §5.5 forbids in a value:
 /// CR, LF and NUL always, and we also refuse the other C0 controls and DEL (HTAB is
 /// fine), since a backend may treat them as separators.
-fn collect_fields(raw: &[httparse::Header<'_>]) -> Result<Vec<Field>, &'static str> {
-    raw.iter()
-        .map(|h| {
-            if h.value
-                .iter()
-                .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-            {
-                return Err("control byte in a header field");
-            }
-            Ok(Field {
-                name: h.name.to_string(),
-                value: h.value.trim_ascii().to_vec(),
-            })
-        })
-        .collect()
+fn collect_fields(raw: &[httparse::Header<'_>]) -> Result<FieldList, &'static str> {
+    let bytes = raw.iter().map(|h| h.name.len() + h.value.len()).sum();
+    let mut fields = FieldList::with_capacity(raw.len(), bytes);
+    for h in raw {
+        if h.value
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err("control byte in a header field");
+        }
+        fields.push(h.name.as_bytes(), h.value.trim_ascii());
+    }
+    Ok(fields)
 }
 
 #[cfg(test)]

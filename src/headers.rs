@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use crate::body::BodyLength;
 use crate::error::reason;
 use crate::head::{
-    Field, Fields, HOP_BY_HOP, RequestHead, ResponseHead, SET_ON_REQUEST, is_named_like, list_items,
+    Fields, HOP_BY_HOP, RequestHead, ResponseHead, SET_ON_REQUEST, is_named_like, list_items,
 };
 
 /// What `backend_request_head` needs besides the client's head.
@@ -32,11 +32,13 @@ pub struct Forwarding<'a> {
 }
 
 /// Whether a field stops at hawkey: hop-by-hop, or named in one of `connection`'s values.
-fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+fn is_hop_by_hop(name: &[u8], connection: &[&[u8]]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
         || connection
             .iter()
-            .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
+            .any(|token| token.eq_ignore_ascii_case(name))
 }
 
 /// [R2]: a client's field that hawkey replaces with its own. From a client that is
@@ -44,20 +46,21 @@ fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
 /// (RFC 7239), so no forged address reaches a backend under another spelling. From
 /// any client, a hop-by-hop field spelt with `_` (`Transfer_Encoding`) is dropped
 /// too: a backend that reads `_` as `-` would frame the body another way.
-fn forged(name: &str, client_trusted: bool) -> bool {
-    let bytes = name.as_bytes();
+fn forged(bytes: &[u8], client_trusted: bool) -> bool {
     if HOP_BY_HOP.iter().any(|h| is_named_like(bytes, h)) {
         return true;
     }
     if client_trusted {
-        return SET_ON_REQUEST.iter().any(|r| name.eq_ignore_ascii_case(r));
+        return SET_ON_REQUEST
+            .iter()
+            .any(|r| bytes.eq_ignore_ascii_case(r.as_bytes()));
     }
     bytes.eq_ignore_ascii_case(b"forwarded")
         || SET_ON_REQUEST.iter().any(|r| is_named_like(bytes, r))
 }
 
-fn put_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
+fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
@@ -66,20 +69,21 @@ fn put_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 /// Appends the head to send to the backend for `req` [R2].
 pub fn backend_request_head(req: &RequestHead, f: &Forwarding<'_>, out: &mut Vec<u8>) {
     let version = if f.http10_backend { "1.0" } else { "1.1" };
+    out.reserve(req.target.len() + req.fields.wire_len() + 256);
     let _ = write!(out, "{} {} HTTP/{version}\r\n", req.method, req.target); // Vec writes cannot fail
     let client_host = req.first("host");
     match client_host {
-        Some(host) if f.preserve_host => put_field(out, "Host", host),
-        _ => put_field(out, "Host", f.authority.as_bytes()),
+        Some(host) if f.preserve_host => put_field(out, b"Host", host),
+        _ => put_field(out, b"Host", f.authority.as_bytes()),
     }
     let connection: Vec<&[u8]> = req.values("connection").flat_map(list_items).collect();
-    for Field { name, value } in &req.fields {
+    for (name, value) in req.fields.iter() {
         if !forged(name, f.client_trusted) && !is_hop_by_hop(name, &connection) {
             put_field(out, name, value);
         }
     }
     let ip = f.client_ip.to_string();
-    put_field(out, "X-Real-IP", ip.as_bytes());
+    put_field(out, b"X-Real-IP", ip.as_bytes());
     let mut xff = Vec::new();
     if f.client_trusted {
         for value in req.values("x-forwarded-for") {
@@ -88,27 +92,29 @@ pub fn backend_request_head(req: &RequestHead, f: &Forwarding<'_>, out: &mut Vec
         }
     }
     xff.extend_from_slice(ip.as_bytes());
-    put_field(out, "X-Forwarded-For", &xff);
+    put_field(out, b"X-Forwarded-For", &xff);
     put_field(
         out,
-        "X-Forwarded-Proto",
+        b"X-Forwarded-Proto",
         if f.tls { b"https" } else { b"http" },
     );
     if let Some(host) = client_host {
-        put_field(out, "X-Forwarded-Host", host);
+        put_field(out, b"X-Forwarded-Host", host);
     }
     match f.body {
-        BodyLength::Exact(n) => put_field(out, "Content-Length", n.to_string().as_bytes()),
-        BodyLength::Chunked => put_field(out, "Transfer-Encoding", b"chunked"),
+        BodyLength::Exact(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        BodyLength::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),
         BodyLength::Empty | BodyLength::UntilClose => {}
     }
     if f.upgrade {
-        put_field(out, "Connection", b"upgrade");
+        put_field(out, b"Connection", b"upgrade");
         if let Some(upgrade) = req.first("upgrade") {
-            put_field(out, "Upgrade", upgrade);
+            put_field(out, b"Upgrade", upgrade);
         }
     } else if f.http10_backend {
-        put_field(out, "Connection", b"keep-alive");
+        put_field(out, b"Connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -138,18 +144,21 @@ pub fn client_response_head(
     client_minor: u8,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(format!("HTTP/1.1 {} ", res.status).as_bytes());
+    out.reserve(res.reason.len() + res.fields.wire_len() + 64);
+    let _ = write!(out, "HTTP/1.1 {} ", res.status);
     out.extend_from_slice(&res.reason);
     out.extend_from_slice(b"\r\n");
     let connection: Vec<&[u8]> = res.values("connection").flat_map(list_items).collect();
-    for Field { name, value } in &res.fields {
-        if !name.eq_ignore_ascii_case("content-length") && !is_hop_by_hop(name, &connection) {
+    for (name, value) in res.fields.iter() {
+        if !name.eq_ignore_ascii_case(b"content-length") && !is_hop_by_hop(name, &connection) {
             put_field(out, name, value);
         }
     }
     match framing {
-        ClientFraming::Length(n) => put_field(out, "Content-Length", n.to_string().as_bytes()),
-        ClientFraming::Chunked => put_field(out, "Transfer-Encoding", b"chunked"),
+        ClientFraming::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        ClientFraming::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),
         ClientFraming::Close => {}
         ClientFraming::NoBody if res.status < 200 || res.status == 204 => {}
         ClientFraming::NoBody => {
@@ -157,14 +166,14 @@ pub fn client_response_head(
                 .first("content-length")
                 .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
             {
-                put_field(out, "Content-Length", cl);
+                put_field(out, b"Content-Length", cl);
             }
         }
     }
     if res.status == 101 {
-        put_field(out, "Connection", b"upgrade");
+        put_field(out, b"Connection", b"upgrade");
         if let Some(upgrade) = res.first("upgrade") {
-            put_field(out, "Upgrade", upgrade);
+            put_field(out, b"Upgrade", upgrade);
         }
     } else if res.status >= 200 {
         put_connection(out, keep_alive, client_minor);
@@ -174,9 +183,9 @@ pub fn client_response_head(
 
 fn put_connection(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) {
     if !keep_alive {
-        put_field(out, "Connection", b"close");
+        put_field(out, b"Connection", b"close");
     } else if client_minor == 0 {
-        put_field(out, "Connection", b"keep-alive");
+        put_field(out, b"Connection", b"keep-alive");
     }
 }
 
@@ -218,7 +227,7 @@ pub fn response_head(
 ) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
     for (name, value) in fields {
-        put_field(&mut out, name, value.as_bytes());
+        put_field(&mut out, name.as_bytes(), value.as_bytes());
     }
     put_connection(&mut out, keep_alive, client_minor);
     out.extend_from_slice(b"\r\n");

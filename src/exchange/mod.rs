@@ -21,7 +21,7 @@ use crate::backend::authority::Authority;
 use crate::body::BodyLength;
 use crate::error::reason;
 use crate::event::{SocketId, SocketOf};
-use crate::head::{Field, Fields, RequestHead, ResponseHead};
+use crate::head::{Fields, RequestHead, ResponseHead};
 use crate::route::{self, Target};
 use crate::shared::Runtime;
 use crate::static_files::{Answer as StaticAnswer, FilePart};
@@ -268,11 +268,8 @@ impl Exchange {
             status,
             reason: reason(status).as_bytes().to_vec(),
             fields: fields
-                .into_iter()
-                .map(|(name, value)| Field {
-                    name: name.to_string(),
-                    value: value.into_bytes(),
-                })
+                .iter()
+                .map(|(name, value)| (*name, value.as_str()))
                 .collect(),
         };
         self.outcome.status = status;
