@@ -279,6 +279,12 @@ impl Epoll {
         self.add(fd, token, libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET)
     }
 
+    /// Registers listening socket `fd`, level-triggered, woken alone among the sets
+    /// that watch it (`EPOLLEXCLUSIVE`, Linux 4.5).
+    pub fn watch_exclusive(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.add(fd, token, libc::EPOLLIN | libc::EPOLLEXCLUSIVE)
+    }
+
     /// Registers `fd`, edge-triggered, for readable and writable (and hung-up)
     /// events: an event loop registers each socket once so, and remembers itself
     /// whether the socket is readable or writable until a call would block.

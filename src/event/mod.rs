@@ -8,8 +8,10 @@
 //!
 //! Each socket is registered once, edge-triggered, for both directions, so a change
 //! of interest costs no system call: a connection remembers that a socket is readable
-//! or writable until a call would block. New connections come from the acceptor
-//! through an `Inbox`. A panic inside one connection drops that connection only.
+//! or writable until a call would block. Every loop watches the listening sockets
+//! and its thread accepts what `turn` says is waiting (`server.rs`); through an
+//! `Inbox` another thread hands a loop connections, or wakes it. A panic inside one connection drops that connection
+//! only.
 
 pub mod timers;
 
@@ -68,7 +70,8 @@ pub trait Connection {
     fn is_done(&self) -> bool;
 }
 
-/// Where the acceptor hands new connections to one loop.
+/// Where another thread hands a loop connections (one its loop accepted while this
+/// one had fewer), or wakes it (a stop: it then looks at every connection).
 pub struct Inbox<C> {
     queue: Mutex<Vec<C>>,
     wake: UnixStream,
@@ -85,13 +88,12 @@ impl<C> Inbox<C> {
         let first = queue.len() == 1;
         drop(queue);
         if first {
-            // A full wake-up socket already holds a wake-up: the write may fail.
-            let _ = (&self.wake).write(&[1]);
+            self.wake();
         }
     }
 
-    /// Wakes the loop with nothing new: it looks at every connection (`wake_all`).
     pub fn wake(&self) {
+        // A full wake-up socket already holds a wake-up: the write may fail.
         let _ = (&self.wake).write(&[0]);
     }
 
@@ -100,8 +102,11 @@ impl<C> Inbox<C> {
     }
 }
 
-/// The token of the wake-up socket (no socket's token is this large).
+/// The token of the wake-up socket; listeners' are just below (no socket's token
+/// is this large: a descriptor fits in 31 bits).
 const WAKE: u64 = u64::MAX;
+/// Most listeners a loop accepts on (the bits of `turn`'s answer).
+pub const LISTENERS: usize = 8;
 /// Most events taken from one `epoll_wait`.
 const EVENTS: usize = 64;
 
@@ -129,6 +134,7 @@ pub struct EventLoop<C> {
     /// with the number has another serial).
     registered: Vec<Option<Registered>>,
     timers: Timers,
+    listening: Vec<RawFd>,
     inbox: Arc<Inbox<C>>,
     wake_rx: UnixStream,
     events: Vec<EpollEvent>,
@@ -163,11 +169,47 @@ impl<C: Connection> EventLoop<C> {
             free: Vec::new(),
             registered: Vec::new(),
             timers: Timers::default(),
+            listening: Vec::new(),
             inbox: Arc::clone(&inbox),
             wake_rx,
             events: Vec::with_capacity(EVENTS),
         };
         Ok((event_loop, inbox))
+    }
+
+    /// Watches listening socket `fd`; `turn` reports it ready as bit `index`. Every
+    /// loop watches the same listeners, each woken alone for a new connection
+    /// (`EPOLLEXCLUSIVE`): the one that sleeps takes it, not one that is busy.
+    pub fn listen(&mut self, fd: RawFd, index: usize) -> io::Result<()> {
+        if index >= LISTENERS {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        self.epoll.watch_exclusive(fd, WAKE - 1 - index as u64)?;
+        self.listening.push(fd);
+        Ok(())
+    }
+
+    /// Stops watching the listeners (a stop), before they are closed.
+    pub fn stop_listening(&mut self) {
+        for fd in self.listening.drain(..) {
+            let _ = self.epoll.unwatch(fd);
+        }
+    }
+
+    /// Takes a connection just accepted and runs it.
+    pub fn add(&mut self, conn: C, now: Instant) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    conn: None,
+                    registered: [None, None],
+                });
+                self.slots.len() - 1
+            }
+        };
+        self.slots[slot].conn = Some(conn);
+        self.wake(slot, Woke::Arrived, now);
     }
 
     /// Connections owned now.
@@ -189,8 +231,9 @@ impl<C: Connection> EventLoop<C> {
     }
 
     /// One turn: waits for events, the nearest deadline or `max_wait` (`None`: no
-    /// limit of its own), and wakes the connections concerned.
-    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+    /// limit of its own), and wakes the connections concerned. Returns the listeners
+    /// with a connection waiting, as bits by their `listen` index.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<u32> {
         let now = Instant::now();
         let until_deadline = self
             .timers
@@ -203,9 +246,18 @@ impl<C: Connection> EventLoop<C> {
         self.epoll.wait(&mut self.events, wait)?;
         let now = Instant::now();
         let events: Vec<(u64, Readiness)> = self.events.iter().map(event_parts).collect();
+        let mut listeners = 0;
         for (token, readiness) in events {
             if token == WAKE {
-                self.arrivals(now);
+                let mut drain = [0u8; 64];
+                while matches!((&self.wake_rx).read(&mut drain), Ok(64)) {}
+                for conn in self.inbox.take() {
+                    self.add(conn, now);
+                }
+                continue;
+            }
+            if token >= WAKE - LISTENERS as u64 {
+                listeners |= 1 << (WAKE - 1 - token);
                 continue;
             }
             let (fd, serial) = token_parts(token);
@@ -229,27 +281,7 @@ impl<C: Connection> EventLoop<C> {
         for slot in self.timers.expired(Instant::now()) {
             self.wake(slot, Woke::Deadline, now);
         }
-        Ok(())
-    }
-
-    /// Takes in what the acceptor queued.
-    fn arrivals(&mut self, now: Instant) {
-        let mut drain = [0u8; 64];
-        while matches!((&self.wake_rx).read(&mut drain), Ok(64)) {}
-        for conn in self.inbox.take() {
-            let slot = match self.free.pop() {
-                Some(slot) => slot,
-                None => {
-                    self.slots.push(Slot {
-                        conn: None,
-                        registered: [None, None],
-                    });
-                    self.slots.len() - 1
-                }
-            };
-            self.slots[slot].conn = Some(conn);
-            self.wake(slot, Woke::Arrived, now);
-        }
+        Ok(listeners)
     }
 
     /// Runs one connection, then registers what it has now, or drops it.
@@ -401,15 +433,24 @@ mod tests {
     }
 
     #[test]
-    fn connections_from_the_inbox_are_served_and_dropped_when_done() {
-        let (mut event_loop, inbox) = EventLoop::new().unwrap();
+    fn connections_accepted_are_served_and_dropped_when_done() {
+        let (mut event_loop, _waker) = EventLoop::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        event_loop.listen(listener.as_raw_fd(), 1).unwrap();
         let mut clients = Vec::new();
         for _ in 0..3 {
-            let (ours, client) = pair();
-            inbox.send(echo(ours, None));
-            clients.push(client);
+            clients.push(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
         }
-        event_loop.turn(Some(Duration::from_secs(1))).unwrap();
+        let started = Instant::now();
+        while event_loop.len() < 3 && started.elapsed() < Duration::from_secs(5) {
+            let ready = event_loop.turn(Some(Duration::from_secs(1))).unwrap();
+            assert_eq!(ready, 0b10, "listener 1 is ready");
+            while let Ok((ours, _)) = listener.accept() {
+                ours.set_nonblocking(true).unwrap();
+                event_loop.add(echo(ours, None), Instant::now());
+            }
+        }
         assert_eq!(event_loop.len(), 3);
         for (i, client) in clients.iter_mut().enumerate() {
             client.write_all(format!("hello {i}").as_bytes()).unwrap();
@@ -441,17 +482,38 @@ mod tests {
 
     #[test]
     fn a_deadline_wakes_its_connection() {
-        let (mut event_loop, inbox) = EventLoop::new().unwrap();
+        let (mut event_loop, _waker) = EventLoop::new().unwrap();
         let (ours, _client) = pair();
         let at = Instant::now() + Duration::from_millis(50);
-        inbox.send(echo(ours, Some(at)));
+        event_loop.add(echo(ours, Some(at)), Instant::now());
         let started = Instant::now();
-        event_loop.turn(None).unwrap(); // the arrival
         while !event_loop.is_empty() && started.elapsed() < Duration::from_secs(5) {
             event_loop.turn(None).unwrap(); // no limit: the deadline ends the wait
         }
         assert!(event_loop.is_empty());
         assert!(Instant::now() >= at);
+    }
+
+    /// A wake-up from another thread ends a wait without limit; a connection sent
+    /// through the inbox is the loop's after it.
+    #[test]
+    fn the_inbox_ends_the_wait() {
+        let (mut event_loop, inbox) = EventLoop::new().unwrap();
+        let started = Instant::now();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            inbox.wake();
+            let (ours, client) = pair();
+            inbox.send(echo(ours, None));
+            client
+        });
+        assert_eq!(event_loop.turn(None).unwrap(), 0);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let _client = thread.join().unwrap();
+        while event_loop.is_empty() && started.elapsed() < Duration::from_secs(5) {
+            event_loop.turn(Some(Duration::from_millis(100))).unwrap();
+        }
+        assert_eq!(event_loop.len(), 1);
     }
 
     #[test]
