@@ -59,6 +59,8 @@ if missing and runs 'cargo build --release' first.
   --quick      a ~60 s subset for regression checks: small keep-alive,
                connection per request, 1 MiB responses, idle RSS, 1000 idle
                clients, binary size, start-up; shorter runs
+  --runs N     run it all N times and print the medians (each ratio the median of
+               the runs' ratios; bench/lib/median.py)
   --json FILE  also write the results as JSON to FILE
   --help       this text
 
@@ -69,6 +71,7 @@ EOF
 }
 
 QUICK=0
+RUNS=1
 JSON_OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -77,6 +80,9 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || { echo "compare.sh: --json needs a file name" >&2; exit 2; }
             JSON_OUT="$2"; shift ;;
         --json=*) JSON_OUT="${1#--json=}" ;;
+        --runs)
+            [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --runs needs a count" >&2; exit 2; }
+            RUNS="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "compare.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -84,6 +90,18 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$JSON_OUT" ]; then
     case "$JSON_OUT" in /*) ;; *) JSON_OUT="$PWD/$JSON_OUT" ;; esac
+fi
+if [ "$RUNS" -gt 1 ]; then
+    RUNS_DIR=$(mktemp -d)
+    trap 'rm -rf "$RUNS_DIR"' EXIT
+    for i in $(seq "$RUNS"); do
+        echo "compare.sh: run $i of $RUNS" >&2
+        if [ "$QUICK" = 1 ]; then set -- --quick; else set --; fi
+        bash "$0" "$@" --json "$RUNS_DIR/run$i.json" >"$RUNS_DIR/run$i.md" \
+            || { cat "$RUNS_DIR/run$i.md"; exit 1; }
+    done
+    (cd "$LIB" && python3 median.py "$JSON_OUT" "$RUNS_DIR"/run*.json)
+    exit 0
 fi
 
 # ---- settings ---------------------------------------------------------------------
