@@ -167,7 +167,7 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || write_lines(rx, &mailbox, &queue, first))?;
-        // Only the acceptor thread (start-up, signals) spawns, so this is the one.
+        // Only the main thread (start-up, signals) spawns, so this is the one.
         Ok(self.writer.get_or_init(|| Writer { tx, control }))
     }
 

@@ -1,10 +1,11 @@
 //! hawkey, a small reverse proxy. The data path, in order:
 //!
-//! 1. `server.rs`: poll the listeners and the signal socket; accept, refuse past
-//!    `maxConnections`, hand the connection to an event loop, in turn.
-//! 2. `event/`: one loop per CPU, each a thread with its own epoll set and timers,
-//!    owning its connections from accept to close; it wakes a connection when one of
-//!    its sockets is ready or its deadline passed, and never blocks.
+//! 1. `event/` and `server.rs`: one loop per CPU, each a thread with its own epoll
+//!    set and timers. It accepts on the listeners (a 503 past `maxConnections`; a
+//!    loop with more than its share hands a new connection to the least loaded),
+//!    owns its connections from accept to close, wakes a connection when one of its
+//!    sockets is ready or its deadline passed, and never blocks. The main thread
+//!    waits on the signal socket.
 //! 3. `front/conn.rs`: a client connection on its loop. It reads the client
 //!    (`front/transport.rs`: plain, or rustls driven by the loop) into the HTTP/1
 //!    machine `front/h1.rs`, which makes request events (head via `head.rs`, body

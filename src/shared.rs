@@ -1,4 +1,4 @@
-//! What the loops and the acceptor share: the `Runtime` (the parts of the config the
+//! What the loops and the main thread share: the `Runtime` (the parts of the config the
 //! data path reads, taken once per request so a reload never changes a request
 //! halfway through), the access log, the TLS config, and the stop flags.
 
@@ -48,7 +48,7 @@ impl Runtime {
     }
 }
 
-/// Shared by the acceptor and every loop.
+/// Shared by the main thread and every loop.
 pub struct Shared {
     runtime: Mutex<Arc<Runtime>>, // swapped whole on reload
     pub log: AccessLog,

@@ -1,6 +1,6 @@
-//! SIGTERM, SIGINT, SIGHUP and SIGUSR1 → events the acceptor's poll loop reads [L].
+//! SIGTERM, SIGINT, SIGHUP and SIGUSR1 → events the main thread's poll reads [L].
 //! The handler (in `sys.rs`) only records the signal and writes a byte to a socket
-//! that the acceptor polls beside its listeners; everything else happens there.
+//! that the main thread polls; everything else happens there.
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};

@@ -313,8 +313,11 @@ enum Kind {
     Stuck,
 }
 
-const CONNECT_MS: u64 = 2000;
-const UPSTREAM_MS: u64 = 3000;
+// Long enough that 2 × 500 + 2 × 200 connections reach their wait on two cores
+// (500 test backends writing 4 MiB each) before the first deadline, with the probes'
+// time left.
+const CONNECT_MS: u64 = 4000;
+const UPSTREAM_MS: u64 = 5000;
 /// What a held connection may take past its deadline to be seen ended: the loop's
 /// timer granularity, many connections ending at once on two cores, a lingering close.
 const SLACK: Duration = Duration::from_secs(2);
@@ -452,7 +455,7 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
         "serverRoot": www.path().display().to_string(),
         "staticDir": "static",
         "proxy": routes,
-        "timeouts": { "connectMs": CONNECT_MS, "upstreamMs": UPSTREAM_MS, "headerMs": 3000, "keepAliveMs": 3000 },
+        "timeouts": { "connectMs": CONNECT_MS, "upstreamMs": UPSTREAM_MS, "headerMs": UPSTREAM_MS, "keepAliveMs": 3000 },
         "upstreamPool": { "maxIdlePerAuthority": 1 },
     }));
     let baseline = hawkey.warm_up(&["/static/small.txt", "/ok"]);

@@ -8,10 +8,12 @@
 //!
 //! Each socket is registered once, edge-triggered, for both directions, so a change
 //! of interest costs no system call: a connection remembers that a socket is readable
-//! or writable until a call would block. Every loop watches the listening sockets
-//! and its thread accepts what `turn` says is waiting (`server.rs`); through an
-//! `Inbox` another thread hands a loop connections, or wakes it. A panic inside one connection drops that connection
-//! only.
+//! or writable until a call would block. A socket stays registered while it is
+//! open, also while it waits in a pool: the loop that returned it and borrows it
+//! again spends no system call on it. Every loop watches the listening sockets and
+//! its thread accepts what `turn` says is waiting (`server.rs`); through an `Inbox`
+//! another thread hands a loop connections, or wakes it. A panic inside one
+//! connection drops that connection only.
 
 pub mod timers;
 
