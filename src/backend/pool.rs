@@ -9,12 +9,12 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::backend::authority::Authority;
+use crate::event::SocketOf;
 
 /// How long an authority whose connect failed is skipped by round robin [R6].
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -25,17 +25,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An idle connection, and until when it may be reused.
+/// An idle connection, with the serial its event loop knows it by, and until when
+/// it may be reused.
 struct Idle {
-    conn: Pooled,
+    conn: SocketOf,
     reuse_until: Instant,
-}
-
-/// A connection in or out of a pool, with the serial its event loop knows it by
-/// (`event::SocketId`).
-pub struct Pooled {
-    pub conn: TcpStream,
-    pub serial: u64,
 }
 
 /// The idle connections of one authority, one list per event loop that returned
@@ -92,11 +86,11 @@ impl Pool {
 
     /// An idle connection that is still fit for reuse, if there is one, for the
     /// event loop `home` (its own returns first).
-    pub fn checkout(&self, now: Instant, home: usize) -> Option<Pooled> {
+    pub fn checkout(&self, now: Instant, home: usize) -> Option<SocketOf> {
         loop {
             let idle = lock(&self.idle).pop(home)?; // lock released at the end of this line
             // Too old, closed by the backend, or holding stray bytes: never reuse it.
-            if now < idle.reuse_until && crate::sys::is_quiet(idle.conn.conn.as_raw_fd()) {
+            if now < idle.reuse_until && crate::sys::is_quiet(idle.conn.0.as_raw_fd()) {
                 return Some(idle.conn);
             }
         }
@@ -105,7 +99,7 @@ impl Pool {
     /// Returns a connection after a complete exchange. `hint` is the backend's
     /// `Keep-Alive: timeout=N`; the connection is kept for at most N − 1 s, so that
     /// we never reuse it just as the backend closes it.
-    pub fn checkin(&self, conn: Pooled, home: usize, hint: Option<Duration>, now: Instant) {
+    pub fn checkin(&self, conn: SocketOf, home: usize, hint: Option<Duration>, now: Instant) {
         let mut keep = self.idle_timeout;
         if let Some(hint) = hint {
             keep = keep.min(hint.saturating_sub(Duration::from_secs(1)));
@@ -206,7 +200,7 @@ impl Pools {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     #[test]
     fn down_mark_lasts_ten_seconds() {
@@ -218,8 +212,8 @@ mod tests {
         assert!(!pool.is_down(t0 + Duration::from_secs(10)));
     }
 
-    fn pooled(conn: TcpStream) -> Pooled {
-        Pooled { conn, serial: 0 }
+    fn pooled(conn: TcpStream) -> SocketOf {
+        (conn, 0)
     }
 
     /// A connected pair over loopback: (our side, the backend's side).
@@ -242,7 +236,7 @@ mod tests {
         pool.checkin(pooled(c), 0, None, t0); // over maxIdlePerAuthority: closed
         assert_eq!(pool.idle_count(), 2);
         assert_eq!(
-            pool.checkout(t0, 0).unwrap().conn.local_addr().unwrap(),
+            pool.checkout(t0, 0).unwrap().0.local_addr().unwrap(),
             b_port
         );
         assert!(
@@ -309,15 +303,11 @@ mod tests {
         let (a, _ka) = pair();
         let (b, _kb) = pair();
         let a_port = a.local_addr().unwrap();
-        pool.checkin(Pooled { conn: a, serial: 7 }, 0, None, t0);
-        pool.checkin(Pooled { conn: b, serial: 8 }, 1, None, t0);
+        pool.checkin((a, 7), 0, None, t0);
+        pool.checkin((b, 8), 1, None, t0);
         let own = pool.checkout(t0, 0).unwrap();
-        assert_eq!((own.conn.local_addr().unwrap(), own.serial), (a_port, 7));
-        assert_eq!(
-            pool.checkout(t0, 0).unwrap().serial,
-            8,
-            "then another loop's"
-        );
+        assert_eq!((own.0.local_addr().unwrap(), own.1), (a_port, 7));
+        assert_eq!(pool.checkout(t0, 0).unwrap().1, 8, "then another loop's");
         assert_eq!(pool.idle_count(), 0);
     }
 }

@@ -247,9 +247,9 @@ impl<C: Connection> EventLoop<C> {
         };
         self.epoll.wait(&mut self.events, wait)?;
         let now = Instant::now();
-        let events: Vec<(u64, Readiness)> = self.events.iter().map(event_parts).collect();
         let mut listeners = 0;
-        for (token, readiness) in events {
+        for i in 0..self.events.len() {
+            let (token, readiness) = event_parts(&self.events[i]); // a copy: `wake` needs self
             if token == WAKE {
                 let mut drain = [0u8; 64];
                 while matches!((&self.wake_rx).read(&mut drain), Ok(64)) {}

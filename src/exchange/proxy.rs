@@ -23,7 +23,6 @@ use crate::backend::answer::{Answer, AnswerReader};
 use crate::backend::authority::Authority;
 use crate::backend::dial::{self, Addresses, Lookup};
 use crate::backend::fault::{BackendFault, ProxyError, status_for};
-use crate::backend::pool::Pooled;
 use crate::body::{BodyLength, chunk_header};
 use crate::config::HttpVersion;
 use crate::error::HeadError;
@@ -394,14 +393,14 @@ impl Proxy {
     ) {
         let authority = Arc::clone(self.authority());
         if !self.retried
-            && let Some(pooled) = self
+            && let Some((stream, serial)) = self
                 .rt
                 .pools
                 .get(&authority)
                 .checkout(now, self.forwarding.client.home)
         {
             crate::debug!("backend {authority}: reused connection");
-            self.open(pooled.conn, pooled.serial, true, now);
+            self.open(stream, serial, true, now);
             return;
         }
         match dial::addresses(&authority) {
@@ -686,10 +685,7 @@ impl Proxy {
                 self.authority()
             );
             self.rt.pools.get(self.authority()).checkin(
-                Pooled {
-                    conn: stream,
-                    serial,
-                },
+                (stream, serial),
                 self.forwarding.client.home,
                 hint,
                 now,
