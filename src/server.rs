@@ -148,6 +148,7 @@ fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
     let listener = TcpListener::bind(addr).map_err(fail)?;
     sys::set_backlog(listener.as_raw_fd(), 1024);
     listener.set_nonblocking(true).map_err(fail)?;
+    sys::set_nodelay(listener.as_raw_fd()).map_err(fail)?;
     let bound = listener.local_addr().map_err(fail)?;
     Ok((listener, bound))
 }
@@ -261,7 +262,7 @@ impl Accepting {
         to: &mut EventLoop<Conn>,
     ) -> bool {
         for _ in 0..ACCEPTS_PER_TURN {
-            let (stream, peer) = match listener.socket.accept() {
+            let (stream, peer) = match sys::accept_nonblocking(listener.socket.as_raw_fd()) {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
@@ -317,7 +318,6 @@ impl Accepting {
 fn refuse(shared: &Shared, stream: TcpStream, ip: IpAddr) {
     crate::debug!("refusing a connection from {ip}: maxConnections reached");
     let response = local_response(503, &[], false, 1, false);
-    let _ = stream.set_nonblocking(true);
     let _ = (&stream).write(&response);
     let body_bytes = crate::headers::local_body(503).len() as u64;
     let now = SystemTime::now();

@@ -1,5 +1,5 @@
 //! The only `unsafe` in hawkey: the system calls std has no safe wrapper for
-//! (poll(2), epoll(7), a non-blocking connect, a non-blocking peek, the open-files
+//! (poll(2), epoll(7), a non-blocking connect and accept, a non-blocking peek, the open-files
 //! limit, the listen backlog, and catching signals with sigaction(2)).
 //! Each block says why its pointers and lengths are valid.
 #![allow(unsafe_code)] // this module is where the unsafe calls are kept
@@ -121,6 +121,28 @@ pub fn set_backlog(fd: RawFd, backlog: i32) {
     unsafe { libc::listen(fd, backlog) };
 }
 
+/// Sets `TCP_NODELAY` on a listening socket: the sockets it accepts inherit it
+/// (Linux), so that costs no system call per connection.
+pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(0);
+    // SAFETY: `on` is a c_int that lives across the call, and `len` is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw const on).cast(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A TCP socket, non-blocking, whose connect to `addr` is under way (or done): the
 /// event loop learns the outcome when it becomes writable (`TcpStream::take_error`).
 pub fn connect_nonblocking(addr: std::net::SocketAddr) -> io::Result<std::net::TcpStream> {
@@ -143,6 +165,52 @@ pub fn connect_nonblocking(addr: std::net::SocketAddr) -> io::Result<std::net::T
     match err.raw_os_error() {
         Some(libc::EINPROGRESS) => Ok(stream),
         _ => Err(err),
+    }
+}
+
+/// Accepts a connection on listening socket `fd`, non-blocking from the start
+/// (accept4(2) with `SOCK_NONBLOCK`: std's accept needs one more call to set it).
+pub fn accept_nonblocking(fd: RawFd) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: an all-zero sockaddr_storage is a valid value for the kernel to fill in.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_storage>()).unwrap_or(0);
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: `storage` is writable for `len` bytes, and `len` is a valid socklen_t
+    // the kernel sets to the address's length.
+    let new = unsafe { libc::accept4(fd, (&raw mut storage).cast(), &mut len, flags) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a socket just accepted that nothing else owns; the stream
+    // closes it.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(new) };
+    let peer = socket_addr(&storage).ok_or(io::ErrorKind::InvalidData)?;
+    Ok((stream, peer))
+}
+
+/// The address in a sockaddr_storage the kernel filled in, if IPv4 or IPv6.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is
+            // large enough and aligned for.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read((&raw const *storage).cast()) };
+            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some((ip, u16::from_be(sin.sin_port)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const *storage).cast()) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(
+                std::net::SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)
+                    .into(),
+            )
+        }
+        _ => None,
     }
 }
 
@@ -356,5 +424,39 @@ impl Epoll {
         // SAFETY: the first `n` entries were written by epoll_wait just now.
         unsafe { events.set_len(usize::try_from(n).unwrap_or(0)) };
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    /// The accepted socket is non-blocking, has `TCP_NODELAY` from its listener, and
+    /// the peer address is the client's, for IPv4 and IPv6.
+    #[test]
+    fn accept_nonblocking_gives_a_nonblocking_socket_and_the_peer() {
+        for host in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(listener) = TcpListener::bind(host) else {
+                continue; // no IPv6 on this host
+            };
+            set_nodelay(listener.as_raw_fd()).unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (mut ours, peer) = accept_nonblocking(listener.as_raw_fd()).unwrap();
+            assert_eq!(peer, client.local_addr().unwrap());
+            let err = ours.read(&mut [0u8; 8]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+            assert!(ours.nodelay().unwrap());
+        }
+    }
+
+    #[test]
+    fn accept_nonblocking_on_an_empty_queue_would_block() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let err = accept_nonblocking(listener.as_raw_fd()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -301,14 +301,20 @@ impl<C: Connection> EventLoop<C> {
 
     fn settle(&mut self, slot: usize, done: bool) {
         if done {
-            for id in self.slots[slot]
-                .registered
-                .iter_mut()
-                .filter_map(Option::take)
-            {
-                disown(&mut self.registered, id);
+            let Slot { conn, registered } = &mut self.slots[slot];
+            for (i, side) in SIDES.into_iter().enumerate() {
+                let Some(id) = registered[i].take() else {
+                    continue;
+                };
+                if conn.as_ref().and_then(|c| c.socket(side)) == Some(id) {
+                    // Closed with the connection, which takes it off the set: an
+                    // event of this turn still to come for it is for nobody.
+                    forget(&mut self.registered, id);
+                } else {
+                    disown(&mut self.registered, id); // back in a pool
+                }
             }
-            self.slots[slot].conn = None; // closing its sockets takes them off the set
+            *conn = None;
             self.timers.set(slot, None);
             self.free.push(slot);
             return;
@@ -358,14 +364,27 @@ impl<C: Connection> EventLoop<C> {
 
 /// `id` has no owner on this loop any more; it stays registered while it is open.
 fn disown(registered: &mut [Option<Registered>], id: SocketId) {
-    let entry = usize::try_from(id.0)
-        .ok()
-        .and_then(|fd| registered.get_mut(fd));
-    if let Some(Some(reg)) = entry
-        && reg.serial == id.1
-    {
+    if let Some(reg) = entry(registered, id) {
         reg.owner = None;
     }
+}
+
+/// `id` is about to be closed, which takes it off the set by itself.
+fn forget(registered: &mut [Option<Registered>], id: SocketId) {
+    if let Some(fd) = usize::try_from(id.0).ok()
+        && entry(registered, id).is_some()
+    {
+        registered[fd] = None;
+    }
+}
+
+/// What is registered for `id`, if that socket (not an earlier one with its number).
+fn entry(registered: &mut [Option<Registered>], id: SocketId) -> Option<&mut Registered> {
+    let fd = usize::try_from(id.0).ok()?;
+    registered
+        .get_mut(fd)?
+        .as_mut()
+        .filter(|reg| reg.serial == id.1)
 }
 
 #[cfg(test)]
@@ -516,6 +535,24 @@ mod tests {
             event_loop.turn(Some(Duration::from_millis(100))).unwrap();
         }
         assert_eq!(event_loop.len(), 1);
+    }
+
+    /// A connection that is done takes its sockets out of the table (their close
+    /// takes them off the set), so a later event for one of them is for nobody.
+    #[test]
+    fn a_done_connection_leaves_no_entry() {
+        let (mut event_loop, _waker) = EventLoop::new().unwrap();
+        let (ours, client) = pair();
+        let fd = usize::try_from(ours.as_raw_fd()).unwrap();
+        event_loop.add(echo(ours, None), Instant::now());
+        assert!(event_loop.registered[fd].is_some_and(|r| r.owner.is_some()));
+        drop(client);
+        let started = Instant::now();
+        while !event_loop.is_empty() && started.elapsed() < Duration::from_secs(5) {
+            event_loop.turn(Some(Duration::from_millis(100))).unwrap();
+        }
+        assert!(event_loop.is_empty());
+        assert!(event_loop.registered[fd].is_none());
     }
 
     #[test]

@@ -127,8 +127,6 @@ impl Conn {
         (slot, home): (Slot, usize),
         now: Instant,
     ) -> Option<Conn> {
-        stream.set_nonblocking(true).ok()?;
-        let _ = stream.set_nodelay(true);
         let io = match (&shared.tls, redirect_to) {
             (Some(config), None) => match ServerConnection::new(Arc::clone(config)) {
                 Ok(tls) => Transport::Tls(Box::new((tls, stream))),
@@ -560,7 +558,6 @@ fn first_line(buf: &[u8]) -> Option<String> {
 impl Connection for Conn {
     fn socket(&self, side: Side) -> Option<SocketId> {
         match (side, &self.phase) {
-            (_, Phase::Done) => None,
             (Side::Client, _) => Some((self.io.tcp().as_raw_fd(), self.serial)),
             (Side::Backend, Phase::Tunnel(t)) => Some(t.tunnel.socket()),
             (Side::Backend, _) => self.exchange.as_ref().and_then(Exchange::backend_socket),
