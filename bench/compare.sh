@@ -30,8 +30,10 @@
 #   output    a Markdown table with hawkey/nginx (and hawkey/direct) ratios, targets
 #             and PASS/MISS; JSON with --json FILE.
 #
-# Everything runs on 127.0.0.1, one proxy at a time, every run bounded in time; each
-# process started here is stopped by its pid at exit. The work dir (config, certs,
+# Everything runs on 127.0.0.1, every run bounded in time; the proxies compared run
+# side by side and are measured in turns, ROUNDS rounds per scenario with the order
+# reversed every other round (see "scenarios" below); each process started here is
+# stopped by its pid at exit. The work dir (config, certs,
 # test files) is a mktemp -d, removed at exit (KEEP_WORK=1 keeps it).
 # The machine has 2 cores shared by wrk, the backend and the proxy: absolute numbers
 # are low and noisy, the ratios are what to read.
@@ -107,12 +109,14 @@ fi
 # ---- settings ---------------------------------------------------------------------
 
 if [ "$QUICK" = 1 ]; then
-    DUR=4          # seconds per measured wrk run
-    WARM=1         # seconds of warm-up before it
+    DUR=3          # seconds per measured wrk run (one round of one column)
+    ROUNDS=2       # rounds per scenario, the columns in turns
+    WARM=1         # seconds of warm-up of each column before them
     SAMPLES=5      # new-client latency samples
     STARTUPS=3     # start-up samples
 else
-    DUR=10
+    DUR=5
+    ROUNDS=4
     WARM=2
     SAMPLES=10
     STARTUPS=7
@@ -444,63 +448,121 @@ write_hawkey_conf() {   # write_hawkey_conf NAME PORT [tls]
 }
 
 # ---- scenarios -----------------------------------------------------------------------
+#
+# The proxies under comparison run side by side (each idle while another is measured)
+# and are measured in turns: ROUNDS rounds per scenario, the order reversed every
+# other round (nginx, hawkey, hawkey, nginx, ...), so that a change in the load of the
+# shared machine during the run weighs on each column alike. A column's throughput
+# is its requests over its measured time summed over the rounds; CPU per request its
+# CPU over its requests; a latency the median of the rounds'.
 
-# bench_small_keepalive COLUMN PORT PID: req/s, p50, p99, CPU µs/request of PID's tree
-bench_small_keepalive() {
-    local col=$1 port=$2 pid=$3 pids c0 c1
-    log "$col: small body, keep-alive (wrk -t2 -c50 -d${DUR}s)"
-    pids=$(pids_of "$pid")
-    # warm-up first, then sample CPU around the measured run only
-    warm_wrk "http://127.0.0.1:$port/" 50
+declare -A PORT_OF PID_OF   # column -> port, server pid (for the CPU figures)
+declare -A SUM_REQ SUM_US SUM_TICKS SUM_BYTES LAT_P50 LAT_P99
+
+in_turns() {        # in_turns ROUND COLUMN...: the columns in this round's order
+    local round=$1; shift
+    if [ $((round % 2)) = 1 ]; then echo "$@"; else echo "$@" | tr ' ' '\n' | tac | tr '\n' ' '; fi
+}
+
+reset_sums() {
+    local c
+    for c in "$@"; do
+        SUM_REQ[$c]=0; SUM_US[$c]=0; SUM_TICKS[$c]=0; SUM_BYTES[$c]=0
+        LAT_P50[$c]=""; LAT_P99[$c]=""
+    done
+}
+
+# wrk_turn COLUMN URL_PATH CONNECTIONS [wrk args...]: one measured round of COLUMN
+wrk_turn() {
+    local col=$1 path=$2 conns=$3 pids c0 c1 scheme=http; shift 3
+    [ "${TLS_TURN:-0}" = 1 ] && scheme=https
+    pids=$(pids_of "${PID_OF[$col]}")
     c0=$(cpu_ticks $pids)
-    run_wrk "http://127.0.0.1:$port/" 50
+    run_wrk "$scheme://127.0.0.1:${PORT_OF[$col]}$path" "$conns" "$@"
     c1=$(cpu_ticks $pids)
-    record small_ka_rps "$col" "$(calc "$W_requests / ($W_duration_us / 1e6)")"
-    record small_ka_p50_ms "$col" "$(calc "$W_p50_us / 1000")"
-    record small_ka_p99_ms "$col" "$(calc "$W_p99_us / 1000")"
-    record small_ka_cpu_us "$col" "$(calc "($c1 - $c0) / $CLK_TCK * 1e6 / $W_requests")"
+    SUM_REQ[$col]=$((SUM_REQ[$col] + W_requests))
+    SUM_US[$col]=$((SUM_US[$col] + W_duration_us))
+    SUM_BYTES[$col]=$((SUM_BYTES[$col] + W_bytes))
+    SUM_TICKS[$col]=$((SUM_TICKS[$col] + c1 - c0))
+    LAT_P50[$col]+=" $W_p50_us"
+    LAT_P99[$col]+=" $W_p99_us"
 }
 
-bench_conn_close() {    # COLUMN PORT PID
-    local col=$1 port=$2 pid=$3 pids c0 c1
-    log "$col: new connection per request (wrk -H 'Connection: close')"
-    pids=$(pids_of "$pid")
-    warm_wrk "http://127.0.0.1:$port/" 50 -H 'Connection: close'
-    c0=$(cpu_ticks $pids)
-    run_wrk "http://127.0.0.1:$port/" 50 -H 'Connection: close'
-    c1=$(cpu_ticks $pids)
-    record conn_close_rps "$col" "$(calc "$W_requests / ($W_duration_us / 1e6)")"
-    record conn_close_cpu_us "$col" "$(calc "($c1 - $c0) / $CLK_TCK * 1e6 / $W_requests")"
+# wrk_rounds URL_PATH CONNECTIONS "COLUMNS" [wrk args...]: a warm-up of each column,
+# then ROUNDS measured rounds in turns
+wrk_rounds() {
+    local path=$1 conns=$2 cols=$3 col round scheme=http; shift 3
+    [ "${TLS_TURN:-0}" = 1 ] && scheme=https
+    reset_sums $cols
+    for col in $cols; do warm_wrk "$scheme://127.0.0.1:${PORT_OF[$col]}$path" "$conns" "$@"; done
+    for round in $(seq "$ROUNDS"); do
+        for col in $(in_turns "$round" $cols); do wrk_turn "$col" "$path" "$conns" "$@"; done
+    done
 }
 
-bench_1mib() {          # COLUMN PORT
-    log "$1: 1 MiB responses (wrk -t2 -c16)"
-    warm_wrk "http://127.0.0.1:$2/1m" 16
-    run_wrk "http://127.0.0.1:$2/1m" 16
-    record mib1_MBps "$1" "$(calc "$W_bytes / ($W_duration_us / 1e6) / 1e6")"
+rps_of() { calc "${SUM_REQ[$1]} / (${SUM_US[$1]} / 1e6)"; }
+cpu_of() { calc "${SUM_TICKS[$1]} / $CLK_TCK * 1e6 / ${SUM_REQ[$1]}"; }
+
+bench_small_keepalive() {   # COLUMN...: req/s, p50, p99, CPU µs/request
+    local col
+    log "$*: small body, keep-alive (wrk -t2 -c50, $ROUNDS rounds of ${DUR}s in turns)"
+    wrk_rounds / 50 "$*"
+    for col in "$@"; do
+        record small_ka_rps "$col" "$(rps_of "$col")"
+        record small_ka_p50_ms "$col" "$(calc "$(median ${LAT_P50[$col]}) / 1000")"
+        record small_ka_p99_ms "$col" "$(calc "$(median ${LAT_P99[$col]}) / 1000")"
+        record small_ka_cpu_us "$col" "$(cpu_of "$col")"
+    done
 }
 
-bench_100mib() {        # COLUMN PORT: median of BIG_RUNS downloads and uploads
-    local col=$1 port=$2 i out speeds=()
-    log "$col: 100 MiB download and upload (curl, $BIG_RUNS runs each)"
-    for i in $(seq "$BIG_RUNS"); do
+bench_conn_close() {        # COLUMN...
+    local col
+    log "$*: new connection per request (wrk -H 'Connection: close', $ROUNDS rounds in turns)"
+    wrk_rounds / 50 "$*" -H 'Connection: close'
+    for col in "$@"; do
+        record conn_close_rps "$col" "$(rps_of "$col")"
+        record conn_close_cpu_us "$col" "$(cpu_of "$col")"
+    done
+}
+
+bench_1mib() {              # COLUMN...
+    local col
+    log "$*: 1 MiB responses (wrk -t2 -c16, $ROUNDS rounds in turns)"
+    wrk_rounds /1m 16 "$*"
+    for col in "$@"; do
+        record mib1_MBps "$col" "$(calc "${SUM_BYTES[$col]} / (${SUM_US[$col]} / 1e6) / 1e6")"
+    done
+}
+
+transfer_MBps() {           # transfer_MBps COLUMN down|up: one 100 MiB transfer, MB/s
+    local col=$1 port=${PORT_OF[$1]} out code size t
+    if [ "$2" = down ]; then
         out=$(curl -s -o /dev/null --max-time 60 -w '%{http_code} %{size_download} %{time_total}' \
             "http://127.0.0.1:$port/100m") || die "download through $col failed: $out"
-        read -r code size t <<<"$out"
-        [ "$code" = 200 ] && [ "$size" = 104857600 ] || die "download through $col: $out"
-        speeds+=("$(calc "$size / $t / 1e6")")
-    done
-    record mib100_dl_MBps "$col" "$(median "${speeds[@]}")"
-    speeds=()
-    for i in $(seq "$BIG_RUNS"); do
+    else
         out=$(curl -s -o /dev/null --max-time 60 -H 'Expect:' --data-binary @"$WORK/www/100m" \
             -w '%{http_code} %{size_upload} %{time_total}' "http://127.0.0.1:$port/upload") \
             || die "upload through $col failed: $out"
-        read -r code size t <<<"$out"
-        [ "$code" = 200 ] && [ "$size" = 104857600 ] || die "upload through $col: $out"
-        speeds+=("$(calc "$size / $t / 1e6")")
+    fi
+    read -r code size t <<<"$out"
+    [ "$code" = 200 ] && [ "$size" = 104857600 ] || die "${2}load through $col: $out"
+    calc "$size / $t / 1e6"
+}
+
+bench_100mib() {            # COLUMN...: median of BIG_RUNS downloads and uploads, in turns
+    local dir key col i
+    log "$*: 100 MiB download and upload (curl, $BIG_RUNS runs each, in turns)"
+    for dir in down up; do
+        key=mib100_dl_MBps; [ "$dir" = up ] && key=mib100_ul_MBps
+        declare -A speeds=()
+        for i in $(seq "$BIG_RUNS"); do
+            for col in $(in_turns "$i" "$@"); do
+                speeds[$col]+=" $(transfer_MBps "$col" "$dir")"
+            done
+        done
+        for col in "$@"; do record "$key" "$col" "$(median ${speeds[$col]})"; done
+        unset speeds
     done
-    record mib100_ul_MBps "$col" "$(median "${speeds[@]}")"
 }
 
 bench_idle_rss() {      # COLUMN PID [KEY]: RSS shortly after start-up and one request
@@ -519,10 +581,11 @@ run_musl_idle() {       # the static build's idle RSS, with the hawkey column's 
     stop_server "$pid"
 }
 
-# bench_idle_clients COLUMN PORT PID N: RSS and threads with N idle keep-alive clients
-# held, and how long a new client (curl) waits meanwhile
+# bench_idle_clients COLUMN N: RSS and threads with N idle keep-alive clients held,
+# and how long a new client (curl) waits meanwhile
 bench_idle_clients() {
-    local col=$1 port=$2 pid=$3 n=$4 ready="$WORK/idle-$1-$4.ready" holder i held t samples=()
+    local col=$1 port=${PORT_OF[$1]} pid=${PID_OF[$1]} n=$2 ready="$WORK/idle-$1-$2.ready"
+    local holder i held t samples=()
     log "$col: $n idle keep-alive clients"
     rm -f "$ready"
     python3 "$LIB/idle_clients.py" 127.0.0.1 "$port" "$n" "$ready" 120 2>>"$WORK/idle_clients.err" &
@@ -553,26 +616,41 @@ bench_idle_clients() {
     sleep 1     # let the server close the connections the holder left
 }
 
-# bench_tls COLUMN PORT PID: keep-alive req/s (wrk) and full handshakes (python clients)
+# bench_tls COLUMN...: keep-alive req/s (wrk) and full handshakes (python clients),
+# each in turns
 bench_tls() {
-    local col=$1 port=$2 pid=$3 pids c0 c1 out
-    log "$col: TLS keep-alive (wrk -t2 -c50 over https)"
-    warm_wrk "https://127.0.0.1:$port/" 50
-    run_wrk "https://127.0.0.1:$port/" 50
-    record tls_ka_rps "$col" "$(calc "$W_requests / ($W_duration_us / 1e6)")"
-    log "$col: TLS full handshakes, new connection per request (2 python clients, ${DUR}s)"
-    pids=$(pids_of "$pid")
-    python3 "$LIB/tls_handshakes.py" 127.0.0.1 "$port" "$WARM" 2 >/dev/null
-    c0=$(cpu_ticks $pids)
-    out=$(python3 "$LIB/tls_handshakes.py" 127.0.0.1 "$port" "$DUR" 2)
-    c1=$(cpu_ticks $pids)
-    eval "$(sed 's/\([a-z_]*\)=/H_\1=/g' <<<"$out")"
-    log "  $out"
-    [ "$H_ok" -gt 0 ] || die "no TLS handshake succeeded against $col: $out"
-    [ "$H_reused" = 0 ] || log "  $H_reused of $H_ok TLS sessions were resumed"
-    [ "$H_errors" = 0 ] || log "  $H_errors TLS handshake errors against $col"
-    record tls_hs_rps "$col" "$(calc "$H_ok / $H_seconds")"
-    record tls_hs_cpu_us "$col" "$(calc "($c1 - $c0) / $CLK_TCK * 1e6 / $H_ok")"
+    local col round out
+    log "$*: TLS keep-alive (wrk -t2 -c50 over https, $ROUNDS rounds in turns)"
+    TLS_TURN=1 wrk_rounds / 50 "$*"
+    for col in "$@"; do record tls_ka_rps "$col" "$(rps_of "$col")"; done
+    log "$*: TLS full handshakes, new connection per request (2 python clients, $ROUNDS rounds of ${DUR}s in turns)"
+    reset_sums "$@"
+    declare -A seconds=()
+    for col in "$@"; do
+        python3 "$LIB/tls_handshakes.py" 127.0.0.1 "${PORT_OF[$col]}" "$WARM" 2 >/dev/null
+        seconds[$col]=0
+    done
+    for round in $(seq "$ROUNDS"); do
+        for col in $(in_turns "$round" "$@"); do
+            local pids c0 c1
+            pids=$(pids_of "${PID_OF[$col]}")
+            c0=$(cpu_ticks $pids)
+            out=$(python3 "$LIB/tls_handshakes.py" 127.0.0.1 "${PORT_OF[$col]}" "$DUR" 2)
+            c1=$(cpu_ticks $pids)
+            eval "$(sed 's/\([a-z_]*\)=/H_\1=/g' <<<"$out")"
+            log "  $col: $out"
+            [ "$H_ok" -gt 0 ] || die "no TLS handshake succeeded against $col: $out"
+            [ "$H_reused" = 0 ] || log "  $H_reused of $H_ok TLS sessions were resumed"
+            [ "$H_errors" = 0 ] || log "  $H_errors TLS handshake errors against $col"
+            SUM_REQ[$col]=$((SUM_REQ[$col] + H_ok))
+            SUM_TICKS[$col]=$((SUM_TICKS[$col] + c1 - c0))
+            seconds[$col]=$(calc "${seconds[$col]} + $H_seconds")
+        done
+    done
+    for col in "$@"; do
+        record tls_hs_rps "$col" "$(calc "${SUM_REQ[$col]} / ${seconds[$col]}")"
+        record tls_hs_cpu_us "$col" "$(cpu_of "$col")"
+    done
 }
 
 bench_startup() {
@@ -603,57 +681,56 @@ bench_binary_sizes() {
 
 # ---- columns -------------------------------------------------------------------------
 
-# Each proxy is started, measured and stopped before the next one starts.
-run_direct() {
-    bench_small_keepalive direct "$P_BACKEND" "$BACKEND_PID"
-    bench_conn_close direct "$P_BACKEND" "$BACKEND_PID"
-    bench_1mib direct "$P_BACKEND"
-    [ "$QUICK" = 1 ] || bench_100mib direct "$P_BACKEND"
-}
-
-run_plain_proxy() {     # run_plain_proxy COLUMN (nginx | hawkey)
-    local col=$1 port
-    if [ "$col" = nginx ]; then
-        port=$P_NGINX; write_nginx_proxy_conf nginx "$port"; start_nginx nginx
+# start_column COLUMN NAME PORT [64k] [tls]: writes config NAME for column COLUMN
+# (nginx* or hawkey), starts it and waits for its first 200
+start_column() {
+    local col=$1 name=$2 port=$3 big=${4:-} tls=${5:-} scheme=http
+    [ "$tls" = tls ] && scheme=https
+    if [ "$col" = hawkey ]; then
+        write_hawkey_conf "$name" "$port" "$tls"; start_hawkey "$name"
     else
-        port=$P_HAWKEY; write_hawkey_conf hawkey "$port"; start_hawkey hawkey
+        write_nginx_proxy_conf "$name" "$port" "$big" "$tls"; start_nginx "$name"
     fi
-    local pid=$SERVER_PID
-    wait_http "http://127.0.0.1:$port/"
-    bench_idle_rss "$col" "$pid"
-    bench_small_keepalive "$col" "$port" "$pid"
-    bench_conn_close "$col" "$port" "$pid"
-    bench_1mib "$col" "$port"
-    [ "$QUICK" = 1 ] || bench_100mib "$col" "$port"
-    bench_idle_clients "$col" "$port" "$pid" 1000
-    [ "$QUICK" = 1 ] || bench_idle_clients "$col" "$port" "$pid" 5000
-    stop_server "$pid"
+    PORT_OF[$1]=$port
+    PID_OF[$1]=$SERVER_PID
+    wait_http "$scheme://127.0.0.1:$port/"
 }
 
-run_nginx64k() {
-    write_nginx_proxy_conf nginx64k "$P_NGINX64" 64k
-    start_nginx nginx64k
-    local pid=$SERVER_PID
-    wait_http "http://127.0.0.1:$P_NGINX64/"
-    bench_1mib nginx64k "$P_NGINX64"
-    [ "$QUICK" = 1 ] || bench_100mib nginx64k "$P_NGINX64"
-    stop_server "$pid"
+run_direct() {          # the backend alone, for reference (not in turns)
+    PORT_OF[direct]=$P_BACKEND
+    PID_OF[direct]=$BACKEND_PID
+    bench_small_keepalive direct
+    bench_conn_close direct
+    bench_1mib direct
+    [ "$QUICK" = 1 ] || bench_100mib direct
+}
+
+run_plain_proxies() {   # nginx, nginx64k and hawkey side by side, measured in turns
+    start_column nginx nginx "$P_NGINX"
+    bench_idle_rss nginx "${PID_OF[nginx]}"
+    start_column hawkey hawkey "$P_HAWKEY"
+    bench_idle_rss hawkey "${PID_OF[hawkey]}"
+    start_column nginx64k nginx64k "$P_NGINX64" 64k
+    bench_small_keepalive nginx hawkey
+    bench_conn_close nginx hawkey
+    bench_1mib nginx nginx64k hawkey
+    [ "$QUICK" = 1 ] || bench_100mib nginx nginx64k hawkey
+    stop_server "${PID_OF[nginx64k]}"
+    local n col
+    for n in 1000 5000; do
+        [ "$QUICK" = 1 ] && [ "$n" = 5000 ] && continue
+        for col in nginx hawkey; do bench_idle_clients "$col" "$n"; done
+    done
+    stop_server "${PID_OF[nginx]}"
+    stop_server "${PID_OF[hawkey]}"
 }
 
 run_tls() {
-    write_nginx_proxy_conf nginx-tls "$P_NGINX_TLS" "" tls
-    start_nginx nginx-tls
-    local pid=$SERVER_PID
-    wait_http "https://127.0.0.1:$P_NGINX_TLS/"
-    bench_tls nginx "$P_NGINX_TLS" "$pid"
-    stop_server "$pid"
-
-    write_hawkey_conf hawkey-tls "$P_HAWKEY_TLS" tls
-    start_hawkey hawkey-tls
-    pid=$SERVER_PID
-    wait_http "https://127.0.0.1:$P_HAWKEY_TLS/"
-    bench_tls hawkey "$P_HAWKEY_TLS" "$pid"
-    stop_server "$pid"
+    start_column nginx nginx-tls "$P_NGINX_TLS" "" tls
+    start_column hawkey hawkey-tls "$P_HAWKEY_TLS" "" tls
+    bench_tls nginx hawkey
+    stop_server "${PID_OF[nginx]}"
+    stop_server "${PID_OF[hawkey]}"
 }
 
 # ---- main ----------------------------------------------------------------------------
@@ -683,9 +760,7 @@ main() {
     [ "$(curl -s "http://127.0.0.1:$P_BACKEND/" | wc -c)" = 19 ] || die "backend body is not 19 bytes"
 
     run_direct
-    run_plain_proxy nginx
-    run_nginx64k
-    run_plain_proxy hawkey
+    run_plain_proxies
     run_musl_idle
     [ "$QUICK" = 1 ] || run_tls
     bench_startup       # proxies need the backend for their first 200

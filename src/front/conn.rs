@@ -86,10 +86,17 @@ fn limits(rt: &Runtime) -> Limits {
     }
 }
 
-/// The answer's way to the client: the HTTP/1 machine.
+/// The answer's way to the client: the HTTP/1 machine, and for a plain client its
+/// socket, which body bytes are written to at once when nothing waits before them.
 struct Sink<'a> {
     h1: &'a mut H1,
     now: Instant,
+    /// The plain client's socket while it is writable.
+    direct: Option<&'a TcpStream>,
+    /// Set when the socket took no more (it waits for the loop to say writable).
+    full: bool,
+    /// Bytes written to `direct`.
+    wrote: usize,
 }
 
 impl Respond for Sink<'_> {
@@ -106,7 +113,18 @@ impl Respond for Sink<'_> {
         self.h1.send_local(status, extra, self.now);
     }
     fn data(&mut self, bytes: &[u8]) {
-        self.h1.send_data(bytes);
+        let queued = self.full || self.h1.wants_write();
+        let Some(mut socket) = self.direct.filter(|_| !queued) else {
+            return self.h1.send_data(bytes);
+        };
+        match self.h1.send_data_via(bytes, &mut socket) {
+            Ok(n) => {
+                self.wrote += n;
+                self.full = self.h1.wants_write(); // a short write: its buffer is full
+            }
+            // Queued: the next write of the output meets a real error again.
+            Err(_) => self.full = true,
+        }
     }
     fn end(&mut self, trailers: &[u8]) {
         self.h1.send_end(trailers, self.now);
@@ -182,11 +200,22 @@ impl Conn {
         let mut moved = self.read_client(now);
         moved |= self.take_events(now);
         if let Some(x) = &mut self.exchange {
+            let direct = match &self.io {
+                Transport::Plain(socket) if self.writable => Some(socket),
+                _ => None,
+            };
             let mut sink = Sink {
                 h1: &mut self.h1,
                 now,
+                direct,
+                full: false,
+                wrote: 0,
             };
             moved |= x.run(&mut sink, now);
+            if sink.wrote > 0 {
+                self.stalled_since = None;
+            }
+            self.writable &= !sink.full;
             moved |= self.after_exchange(now);
         }
         moved |= self.write_client(now);
@@ -457,6 +486,9 @@ impl Conn {
             let mut sink = Sink {
                 h1: &mut self.h1,
                 now,
+                direct: None, // only queued: the step that follows writes it
+                full: false,
+                wrote: 0,
             };
             x.expire(&mut sink, now);
             self.after_exchange(now);

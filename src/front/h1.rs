@@ -15,6 +15,7 @@
 //!
 //! Not here yet: upgrades (the 101 and the bytes after it) and the lingering close.
 
+use std::io::{self, IoSlice, Write};
 use std::time::{Duration, Instant};
 
 use crate::body::{BodyLength, BodyReader, Piece, chunk_header, request_body_length};
@@ -401,6 +402,35 @@ impl H1 {
         }
     }
 
+    /// Bytes of the answer's body, written straight to `to` when nothing is queued
+    /// before them (no copy: a large body goes from the backend's read to the
+    /// client's socket); what `to` does not take is queued as `send_data` does.
+    /// Returns what `to` took, or its error (the bytes are then all queued: the next
+    /// write of the output meets the error again).
+    pub fn send_data_via(&mut self, bytes: &[u8], to: &mut dyn Write) -> io::Result<usize> {
+        if bytes.is_empty() || self.head_request || !self.out.is_empty() {
+            self.send_data(bytes);
+            return Ok(0);
+        }
+        let mut header = Vec::new();
+        let mut parts = [&[][..], bytes, &[][..]];
+        if self.writing == Writing::Body(ClientFraming::Chunked) {
+            chunk_header(bytes.len(), &mut header);
+            parts = [&header, bytes, b"\r\n"];
+        }
+        let written = match header.is_empty() {
+            true => to.write(bytes),
+            false => to.write_vectored(&parts.map(IoSlice::new)),
+        };
+        let mut left = *written.as_ref().unwrap_or(&0);
+        for part in parts {
+            let skip = left.min(part.len());
+            self.out.vec().extend_from_slice(&part[skip..]);
+            left -= skip;
+        }
+        written
+    }
+
     /// The end of the answer's body, with the backend's trailers (chunked only).
     pub fn send_end(&mut self, trailers: &[u8], now: Instant) {
         if self.writing == Writing::Body(ClientFraming::Chunked) {
@@ -645,6 +675,73 @@ mod tests {
         assert_eq!(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc");
         h1.wrote(out.len());
         assert!(h1.is_finished());
+    }
+
+    /// A writer that takes at most `limit` bytes, then would block.
+    struct Taking {
+        taken: Vec<u8>,
+        limit: usize,
+    }
+
+    impl Write for Taking {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.limit - self.taken.len());
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.taken.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.write(&all)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Body bytes written straight through, with the socket taking any number of
+    /// them, give the bytes `send_data` queues: what the socket took, then the
+    /// queued rest. Bytes never pass one still queued.
+    #[test]
+    fn body_bytes_written_through_a_socket_cut_anywhere_keep_their_framing() {
+        let t0 = Instant::now();
+        let res = crate::head::parse_response(b"HTTP/1.1 200 OK\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
+        for length in [BodyLength::Exact(10), BodyLength::Chunked] {
+            let answer = |h1: &mut H1| {
+                feed(h1, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", t0);
+                drain(h1, usize::MAX);
+                h1.send_head(&res, length, true);
+                let head = h1.output().len();
+                h1.wrote(head);
+            };
+            let mut queued = H1::new(LIMITS, t0);
+            answer(&mut queued);
+            queued.send_data(b"0123456789");
+            queued.send_data(b"!");
+            let whole = queued.output().to_vec();
+            for limit in 0..=whole.len() {
+                let mut h1 = H1::new(LIMITS, t0);
+                answer(&mut h1);
+                let mut socket = Taking {
+                    taken: Vec::new(),
+                    limit,
+                };
+                let n = h1.send_data_via(b"0123456789", &mut socket).unwrap_or(0);
+                assert_eq!(n, socket.taken.len());
+                // When something is queued, the next bytes queue behind it.
+                let behind = h1.wants_write();
+                let m = h1.send_data_via(b"!", &mut socket).unwrap_or(0);
+                assert!(m == 0 || !behind, "passed queued bytes");
+                let mut seen = socket.taken.clone();
+                seen.extend_from_slice(h1.output());
+                assert_eq!(seen, whole, "{length:?}, the socket taking {limit}");
+            }
+        }
     }
 
     #[test]
