@@ -8,13 +8,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::backend::authority::Authority;
+use crate::backend::pool::{Pool, Pools};
 use crate::config::{HttpVersion, RouteConfig};
+
+/// A backend of a route: its authority and the pool of its idle connections.
+pub struct Upstream {
+    pub authority: Arc<Authority>,
+    pub pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Upstream({})", self.authority)
+    }
+}
 
 #[derive(Debug)]
 pub struct Route {
     pub regex: Regex,
-    /// One or more backends, as configured (shared with the exchanges using them).
-    pub authorities: Vec<Arc<Authority>>,
+    /// One or more backends, as configured.
+    pub upstreams: Vec<Upstream>,
     /// The version spoken to the backends.
     pub http_version: HttpVersion,
     /// Forward the client's Host instead of the backend authority.
@@ -24,26 +37,30 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(config: &RouteConfig) -> Route {
+    pub fn new(config: &RouteConfig, pools: &mut Pools) -> Route {
+        let upstream = |a: &Authority| Upstream {
+            authority: Arc::new(a.clone()),
+            pool: pools.pool_for(a),
+        };
         Route {
             regex: config.path_reg_exp.0.clone(),
-            authorities: config.authority.0.iter().cloned().map(Arc::new).collect(),
+            upstreams: config.authority.0.iter().map(upstream).collect(),
             http_version: config.http_version,
             preserve_host: config.preserve_host,
             next: AtomicUsize::new(0),
         }
     }
 
-    /// The authorities in the order this request tries them [R6]: each request
-    /// starts one further along the list than the one before.
-    pub fn in_turn(&self) -> impl Iterator<Item = &Arc<Authority>> {
-        let n = self.authorities.len();
+    /// The upstreams (as indices) in the order this request tries them [R6]: each
+    /// request starts one further along the list than the one before.
+    pub fn in_turn(&self) -> impl Iterator<Item = usize> {
+        let n = self.upstreams.len();
         let start = if n == 1 {
             0
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % n
         };
-        (0..n).map(move |k| &self.authorities[(start + k) % n])
+        (0..n).map(move |k| (start + k) % n)
     }
 }
 
@@ -78,7 +95,12 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         let config = crate::config::Config::parse(&format!(r#"{{"proxy": [{json}]}}"#)).unwrap();
-        config.proxy.iter().map(Route::new).collect()
+        let mut pools = Pools::new(1, std::time::Duration::from_secs(1));
+        config
+            .proxy
+            .iter()
+            .map(|c| Route::new(c, &mut pools))
+            .collect()
     }
 
     #[test]
@@ -96,10 +118,11 @@ mod tests {
             r#"{"proxy": [{"pathRegExp": "/", "authority": ["a:1", "b:1", "c:1"]}]}"#,
         )
         .unwrap();
-        let route = Route::new(&config.proxy[0]);
+        let mut pools = Pools::new(1, std::time::Duration::from_secs(1));
+        let route = Route::new(&config.proxy[0], &mut pools);
         let order = |r: &Route| {
             r.in_turn()
-                .map(|a| a.host.clone())
+                .map(|i| r.upstreams[i].authority.host.clone())
                 .collect::<Vec<_>>()
                 .concat()
         };

@@ -3,7 +3,7 @@
 //! halfway through), the access log, the TLS config, and the stop flags.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::access_log::AccessLog;
@@ -26,15 +26,14 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: &Config) -> Runtime {
-        let routes: Vec<Route> = config.proxy.iter().map(Route::new).collect();
         let pool = &config.upstream_pool;
-        let pools = Pools::new(
-            routes
-                .iter()
-                .flat_map(|r| r.authorities.iter().map(|a| &**a)),
+        let mut pools = Pools::new(
             pool.max_idle_per_authority,
             std::time::Duration::from_millis(pool.idle_timeout_ms),
         );
+        let routes = (config.proxy.iter())
+            .map(|c| Route::new(c, &mut pools))
+            .collect();
         Runtime {
             routes,
             pools,
@@ -51,6 +50,8 @@ impl Runtime {
 /// Shared by the main thread and every loop.
 pub struct Shared {
     runtime: Mutex<Arc<Runtime>>, // swapped whole on reload
+    /// Counts the reloads, so that a connection sees one without taking the lock.
+    generation: AtomicU64,
     pub log: AccessLog,
     /// The TLS config when `pems` is set; fixed for the life of the process.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -66,6 +67,7 @@ impl Shared {
     pub fn new(config: &Config, log: AccessLog, tls: Option<Arc<rustls::ServerConfig>>) -> Shared {
         Shared {
             runtime: Mutex::new(Arc::new(Runtime::new(config))),
+            generation: AtomicU64::new(0),
             log,
             tls,
             stopping: AtomicBool::new(false),
@@ -79,9 +81,26 @@ impl Shared {
         Arc::clone(&self.runtime.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// The runtime in force now if a reload happened since `generation` (which
+    /// becomes the current one); `None`, and no lock taken, if none did.
+    pub fn newer_runtime(&self, generation: &mut u64) -> Option<Arc<Runtime>> {
+        let now = self.generation.load(Ordering::Acquire);
+        if now == *generation {
+            return None;
+        }
+        *generation = now;
+        Some(self.runtime())
+    }
+
     /// A reload: new requests use `runtime`.
     pub fn set_runtime(&self, runtime: Runtime) {
         *self.runtime.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(runtime);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The generation of the runtime `runtime` gives now (or an older one's).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -8,9 +8,9 @@
 //! first, so that a reuse costs no system call to move the socket between loops.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::AsRawFd;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::backend::authority::Authority;
@@ -69,9 +69,12 @@ impl Lists {
 /// Idle keep-alive connections to one backend [R5].
 pub struct Pool {
     idle: Mutex<Lists>,
-    max_idle: usize,                    // upstreamPool.maxIdlePerAuthority
-    idle_timeout: Duration,             // upstreamPool.idleTimeoutMs
-    down_until: Mutex<Option<Instant>>, // skipped by round robin until then [R6]
+    max_idle: usize,        // upstreamPool.maxIdlePerAuthority
+    idle_timeout: Duration, // upstreamPool.idleTimeoutMs
+    /// Skipped by round robin until this many ms after `made` (0: not down) [R6];
+    /// an atomic, so that every request reading it leaves the cache line shared.
+    down_until_ms: AtomicU64,
+    made: Instant,
 }
 
 impl Pool {
@@ -80,7 +83,8 @@ impl Pool {
             idle: Mutex::new(Lists::default()),
             max_idle,
             idle_timeout,
-            down_until: Mutex::new(None),
+            down_until_ms: AtomicU64::new(0),
+            made: Instant::now(),
         }
     }
 
@@ -124,11 +128,18 @@ impl Pool {
 
     /// A connect failed: skip this authority for `DOWN_FOR` [R6].
     pub fn mark_down(&self, now: Instant) {
-        *lock(&self.down_until) = Some(now + DOWN_FOR);
+        let until = self.ms_since_made(now + DOWN_FOR);
+        self.down_until_ms.store(until.max(1), Ordering::Relaxed);
     }
 
     pub fn is_down(&self, now: Instant) -> bool {
-        lock(&self.down_until).is_some_and(|until| now < until)
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until != 0 && self.ms_since_made(now) < until
+    }
+
+    fn ms_since_made(&self, at: Instant) -> u64 {
+        let ms = at.saturating_duration_since(self.made).as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX)
     }
 
     pub fn idle_count(&self) -> usize {
@@ -142,57 +153,39 @@ impl Pool {
     }
 }
 
-/// One pool per authority, made once for a config and never changed after.
-pub struct Pools(HashMap<Authority, Pool, BuildHasherDefault<Fnv>>);
-
-/// FNV-1a: three lookups a request over a few short keys from our own config, where
-/// the default hasher's resistance to chosen keys buys nothing and costs time.
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// One pool per authority, made with a config and never changed after; each route
+/// keeps the pools of its authorities beside them, so a request looks none up.
+pub struct Pools {
+    by_authority: HashMap<Authority, Arc<Pool>>,
+    max_idle: usize,
+    idle_timeout: Duration,
 }
 
 impl Pools {
-    pub fn new<'a>(
-        authorities: impl Iterator<Item = &'a Authority>,
-        max_idle: usize,
-        idle_timeout: Duration,
-    ) -> Pools {
-        Pools(
-            authorities
-                .map(|a| (a.clone(), Pool::new(max_idle, idle_timeout)))
-                .collect(),
-        )
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pools {
+        Pools {
+            by_authority: HashMap::new(),
+            max_idle,
+            idle_timeout,
+        }
     }
 
-    pub fn get(&self, authority: &Authority) -> &Pool {
-        // Every authority of every route was given a pool in `new`.
-        &self.0[authority]
+    /// The pool of `authority`, made the first time it is asked for (routes that
+    /// name the same authority share its pool).
+    pub fn pool_for(&mut self, authority: &Authority) -> Arc<Pool> {
+        let (max_idle, idle_timeout) = (self.max_idle, self.idle_timeout);
+        let pool = (self.by_authority.entry(authority.clone()))
+            .or_insert_with(|| Arc::new(Pool::new(max_idle, idle_timeout)));
+        Arc::clone(pool)
     }
 
     pub fn close_all(&self) {
-        self.0.values().for_each(Pool::close);
+        self.by_authority.values().for_each(|pool| pool.close());
     }
 
     /// `Pool::sweep` for every pool.
     pub fn sweep(&self, now: Instant) {
-        self.0.values().for_each(|pool| pool.sweep(now));
+        self.by_authority.values().for_each(|pool| pool.sweep(now));
     }
 }
 

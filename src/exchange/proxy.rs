@@ -30,6 +30,7 @@ use crate::event::{SocketId, SocketOf, next_serial};
 use crate::exchange::{Client, Outcome, Respond};
 use crate::head::{Fields, RequestHead, list_items};
 use crate::headers::{Forwarding, backend_request_head};
+use crate::route::Upstream;
 use crate::shared::Runtime;
 use crate::sys::Readiness;
 
@@ -68,8 +69,9 @@ enum Link {
 pub struct Proxy {
     /// The config the request started with; it finishes on it.
     rt: Arc<Runtime>,
-    /// The authorities to try, in turn.
-    candidates: Vec<Arc<Authority>>,
+    /// The route's upstreams to try, in turn (indices).
+    route: usize,
+    candidates: Vec<usize>,
     current: usize,
     forwarding: ForwardingOwned,
     /// Bytes of `to_backend` that are the head for the current authority.
@@ -119,18 +121,26 @@ impl Proxy {
         client: Client,
         now: Instant,
     ) -> Proxy {
+        let route_index = route;
         let route = &rt.routes[route];
         let http10_backend = route.http_version == HttpVersion::Http10;
         let upgrade = asks_upgrade(req);
         let body_done = matches!(body, BodyLength::Empty | BodyLength::Exact(0));
         // [R6]: round robin over the authorities not marked down; if every one is,
         // all are tried, so a route never fails without trying.
-        let (up, down): (Vec<&Arc<Authority>>, Vec<&Arc<Authority>>) =
-            route.in_turn().partition(|a| !rt.pools.get(a).is_down(now));
-        let candidates = if up.is_empty() { down } else { up };
+        let mut candidates = Vec::with_capacity(route.upstreams.len());
+        candidates.extend(
+            route
+                .in_turn()
+                .filter(|&i| !route.upstreams[i].pool.is_down(now)),
+        );
+        if candidates.is_empty() {
+            candidates.extend(route.in_turn());
+        }
         let mut proxy = Proxy {
             rt: Arc::clone(rt),
-            candidates: candidates.into_iter().cloned().collect(),
+            route: route_index,
+            candidates,
             current: 0,
             forwarding: ForwardingOwned {
                 preserve_host: route.preserve_host,
@@ -169,15 +179,21 @@ impl Proxy {
         proxy
     }
 
+    fn upstream(&self) -> &Upstream {
+        let i = self.candidates[self.current.min(self.candidates.len() - 1)];
+        &self.rt.routes[self.route].upstreams[i]
+    }
+
     fn authority(&self) -> &Arc<Authority> {
-        &self.candidates[self.current.min(self.candidates.len() - 1)]
+        &self.upstream().authority
     }
 
     /// The backend head for the current authority, queued to be sent first.
     fn build_head(&mut self, req: &RequestHead) {
+        let body = std::mem::take(&mut self.to_backend);
         let f = &self.forwarding;
         let forwarding = Forwarding {
-            authority: &self.candidates[self.current].text,
+            authority: &self.authority().text,
             preserve_host: f.preserve_host,
             http10_backend: f.http10_backend,
             client_ip: f.client.ip,
@@ -186,10 +202,11 @@ impl Proxy {
             body: f.body,
             upgrade: f.upgrade,
         };
-        let body = std::mem::take(&mut self.to_backend);
-        backend_request_head(req, &forwarding, &mut self.to_backend);
-        self.head_len = self.to_backend.len();
-        self.to_backend.extend_from_slice(&body);
+        let mut to_backend = Vec::new();
+        backend_request_head(req, &forwarding, &mut to_backend);
+        self.head_len = to_backend.len();
+        to_backend.extend_from_slice(&body);
+        self.to_backend = to_backend;
     }
 
     pub fn is_finished(&self) -> bool {
@@ -393,11 +410,8 @@ impl Proxy {
     ) {
         let authority = Arc::clone(self.authority());
         if !self.retried
-            && let Some((stream, serial)) = self
-                .rt
-                .pools
-                .get(&authority)
-                .checkout(now, self.forwarding.client.home)
+            && let Some((stream, serial)) =
+                (self.upstream().pool).checkout(now, self.forwarding.client.home)
         {
             crate::debug!("backend {authority}: reused connection");
             self.open(stream, serial, true, now);
@@ -488,7 +502,7 @@ impl Proxy {
     ) {
         let err = self.fault(BackendFault::Connect(e), false);
         crate::debug!("{err}; not tried again for 10 s");
-        self.rt.pools.get(self.authority()).mark_down(now);
+        self.upstream().pool.mark_down(now);
         self.link = Link::None;
         if self.current + 1 < self.candidates.len() {
             self.current += 1;
@@ -496,7 +510,10 @@ impl Proxy {
             self.last_progress = now;
             return;
         }
-        let tried: Vec<&str> = self.candidates.iter().map(|a| a.text.as_str()).collect();
+        let upstreams = &self.rt.routes[self.route].upstreams;
+        let tried: Vec<&str> = (self.candidates.iter())
+            .map(|&i| upstreams[i].authority.text.as_str())
+            .collect();
         crate::debug!(
             "{} {}: no backend could be reached (tried {})",
             req.method,
@@ -684,12 +701,9 @@ impl Proxy {
                 "backend {}: connection returned to the pool",
                 self.authority()
             );
-            self.rt.pools.get(self.authority()).checkin(
-                (stream, serial),
-                self.forwarding.client.home,
-                hint,
-                now,
-            );
+            self.upstream()
+                .pool
+                .checkin((stream, serial), self.forwarding.client.home, hint, now);
         }
     }
 

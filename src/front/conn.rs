@@ -71,6 +71,10 @@ pub struct Conn {
     stalled_since: Option<Instant>,
     /// `upstreamMs`: how long a client may take nothing of its answer.
     send_timeout: Duration,
+    /// The runtime of the last request (or of the accept), and its generation: a
+    /// request takes the newer one after a reload.
+    rt: Arc<Runtime>,
+    generation: u64,
     /// Read off what the client sends before closing (not after an idle close).
     linger: bool,
     /// The step budget ran out with work left: wake again at once.
@@ -159,6 +163,7 @@ impl Conn {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
+        let generation = shared.generation();
         let rt = shared.runtime();
         let h1 = H1::new(limits(&rt), now);
         let send_timeout = rt.timeouts.upstream();
@@ -180,6 +185,8 @@ impl Conn {
             phase: Phase::Http,
             stalled_since: None,
             send_timeout,
+            rt,
+            generation,
             linger: true,
             again: false,
             _slot: slot,
@@ -297,9 +304,12 @@ impl Conn {
     }
 
     fn start_exchange(&mut self, head: RequestHead, body: BodyLength, now: Instant) {
-        let rt = self.shared.runtime();
-        self.h1.set_limits(limits(&rt));
-        self.send_timeout = rt.timeouts.upstream();
+        if let Some(newer) = self.shared.newer_runtime(&mut self.generation) {
+            self.h1.set_limits(limits(&newer));
+            self.send_timeout = newer.timeouts.upstream();
+            self.rt = newer;
+        }
+        let rt = Arc::clone(&self.rt);
         if self.shared.is_stopping() {
             self.h1.close_after_answer();
         }
@@ -316,7 +326,7 @@ impl Conn {
             let x = self.exchange.take();
             let entry = x.as_ref().and_then(|x| self.entry_for(x));
             let head = self.h1.take_output();
-            let idle = self.shared.runtime().timeouts.tunnel_idle();
+            let idle = self.rt.timeouts.tunnel_idle();
             let tunnel = Tunnel::new(backend, self.h1.take_input(), head, &early, idle, now);
             self.phase = Phase::Tunnel(Box::new(Tunnelled {
                 tunnel,
