@@ -32,13 +32,42 @@ pub struct Forwarding<'a> {
 }
 
 /// Whether a field stops at hawkey: hop-by-hop, or named in one of `connection`'s values.
-fn is_hop_by_hop(name: &[u8], connection: &[&[u8]]) -> bool {
+fn is_hop_by_hop(name: &[u8], connection: &Named<'_>) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-        || connection
-            .iter()
-            .any(|token| token.eq_ignore_ascii_case(name))
+        || connection.contains(name)
+}
+
+/// The names a head's `Connection` fields list, the usual few of them held without
+/// an allocation.
+struct Named<'a> {
+    first: [&'a [u8]; 4],
+    count: usize,
+    more: Vec<&'a [u8]>,
+}
+
+impl<'a> Named<'a> {
+    fn of(head: &'a impl Fields) -> Named<'a> {
+        let mut named = Named {
+            first: [&[]; 4],
+            count: 0,
+            more: Vec::new(),
+        };
+        for token in head.values("connection").flat_map(list_items) {
+            match named.first.get_mut(named.count) {
+                Some(slot) => *slot = token,
+                None => named.more.push(token),
+            }
+            named.count += 1;
+        }
+        named
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        let first = &self.first[..self.count.min(self.first.len())];
+        (first.iter().chain(&self.more)).any(|token| token.eq_ignore_ascii_case(name))
+    }
 }
 
 /// [R2]: a client's field that hawkey replaces with its own. From a client that is
@@ -76,23 +105,21 @@ pub fn backend_request_head(req: &RequestHead, f: &Forwarding<'_>, out: &mut Vec
         Some(host) if f.preserve_host => put_field(out, b"Host", host),
         _ => put_field(out, b"Host", f.authority.as_bytes()),
     }
-    let connection: Vec<&[u8]> = req.values("connection").flat_map(list_items).collect();
+    let connection = Named::of(req);
     for (name, value) in req.fields.iter() {
         if !forged(name, f.client_trusted) && !is_hop_by_hop(name, &connection) {
             put_field(out, name, value);
         }
     }
-    let ip = f.client_ip.to_string();
-    put_field(out, b"X-Real-IP", ip.as_bytes());
-    let mut xff = Vec::new();
+    let _ = write!(out, "X-Real-IP: {}\r\n", f.client_ip);
+    out.extend_from_slice(b"X-Forwarded-For: ");
     if f.client_trusted {
         for value in req.values("x-forwarded-for") {
-            xff.extend_from_slice(value);
-            xff.extend_from_slice(b", ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
         }
     }
-    xff.extend_from_slice(ip.as_bytes());
-    put_field(out, b"X-Forwarded-For", &xff);
+    let _ = write!(out, "{}\r\n", f.client_ip);
     put_field(
         out,
         b"X-Forwarded-Proto",
@@ -148,7 +175,7 @@ pub fn client_response_head(
     let _ = write!(out, "HTTP/1.1 {} ", res.status);
     out.extend_from_slice(&res.reason);
     out.extend_from_slice(b"\r\n");
-    let connection: Vec<&[u8]> = res.values("connection").flat_map(list_items).collect();
+    let connection = Named::of(res);
     for (name, value) in res.fields.iter() {
         if !name.eq_ignore_ascii_case(b"content-length") && !is_hop_by_hop(name, &connection) {
             put_field(out, name, value);
@@ -272,6 +299,23 @@ mod tests {
             "GET /a?b HTTP/1.1\r\nHost: 127.0.0.1:7999\r\nA: one\r\nA: two\r\nX-Real-IP: 10.1.2.3\r\n\
              X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n\r\n"
         );
+    }
+
+    /// Every name a `Connection` field lists is dropped, past the few kept inline
+    /// too, and across several `Connection` fields.
+    #[test]
+    fn every_name_connection_lists_is_dropped() {
+        let names = ["N1", "N2", "N3", "N4", "N5", "N6"];
+        let fields: String = names.iter().map(|n| format!("{n}: x\r\n")).collect();
+        let wire = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: n1, N2,n3\r\n{fields}\
+             Connection: n4 , n5, n6\r\nKept: y\r\n\r\n"
+        );
+        let got = forward(&wire, plain());
+        for name in names {
+            assert!(!got.contains(&format!("{name}:")), "{name} in {got}");
+        }
+        assert!(got.contains("Kept: y\r\n"), "{got}");
     }
 
     #[test]

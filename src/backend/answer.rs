@@ -202,8 +202,8 @@ impl AnswerReader {
                 _ => res.has_token("connection", "keep-alive"),
             };
         self.hint = res.first("keep-alive").and_then(keep_alive_hint);
-        let named: Vec<&[u8]> = res.values("connection").flat_map(list_items).collect();
-        self.state = State::Body(BodyReader::dropping(length, &named));
+        let named = res.values("connection").flat_map(list_items);
+        self.state = State::Body(BodyReader::dropping(length, named));
         Answer::Head(res, length)
     }
 

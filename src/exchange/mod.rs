@@ -69,7 +69,8 @@ pub struct Outcome {
     /// The status sent (499 when the client left before any).
     pub status: u16,
     pub body_bytes: u64,
-    pub upstream: Option<Arc<Authority>>,
+    /// The backend asked, as (route, upstream) indices (`Exchange::upstream`).
+    pub upstream: Option<(usize, usize)>,
 }
 
 /// An answer of hawkey's own, or from a static file, given once the body is read.
@@ -286,6 +287,13 @@ impl Exchange {
                 out.end(&[]);
             }
         }
+    }
+
+    /// The backend the answer came from (or was asked), for the log.
+    pub fn upstream(&self) -> Option<&Authority> {
+        let (route, i) = self.outcome.upstream?;
+        let upstream = self.rt.routes.get(route)?.upstreams.get(i)?;
+        Some(&upstream.authority)
     }
 
     pub fn is_finished(&self) -> bool {

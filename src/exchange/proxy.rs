@@ -180,8 +180,14 @@ impl Proxy {
     }
 
     fn upstream(&self) -> &Upstream {
+        let (route, i) = self.upstream_index();
+        &self.rt.routes[route].upstreams[i]
+    }
+
+    /// The upstream of this attempt, as (route, upstream) indices for `Outcome`.
+    fn upstream_index(&self) -> (usize, usize) {
         let i = self.candidates[self.current.min(self.candidates.len() - 1)];
-        &self.rt.routes[self.route].upstreams[i]
+        (self.route, i)
     }
 
     fn authority(&self) -> &Arc<Authority> {
@@ -261,7 +267,7 @@ impl Proxy {
                 _ => 499, // nginx's status for a client that left before the answer
             };
         }
-        outcome.upstream = Some(Arc::clone(self.authority()));
+        outcome.upstream = Some(self.upstream_index());
         self.link = Link::None;
         self.finished = true;
     }
@@ -639,7 +645,7 @@ impl Proxy {
                 Answer::Head(head, _) if head.status == 101 => {
                     out.head(&head, BodyLength::Empty, false);
                     outcome.status = 101;
-                    outcome.upstream = Some(Arc::clone(self.authority()));
+                    outcome.upstream = Some(self.upstream_index());
                     if let Link::Open { stream, serial, .. } =
                         std::mem::replace(&mut self.link, Link::None)
                     {
@@ -654,7 +660,7 @@ impl Proxy {
                     out.head(&head, length, !self.upgrade);
                     self.response_started = true;
                     outcome.status = head.status;
-                    outcome.upstream = Some(Arc::clone(self.authority()));
+                    outcome.upstream = Some(self.upstream_index());
                 }
                 Answer::Data(bytes) => {
                     outcome.body_bytes += bytes.len() as u64;
@@ -774,7 +780,7 @@ impl Proxy {
             ProxyError::ClientGone(_) => crate::debug!("{err}"),
             _ => crate::warn!("{} {}: {err}", req.method, req.target),
         }
-        outcome.upstream = Some(Arc::clone(self.authority()));
+        outcome.upstream = Some(self.upstream_index());
         match status_for(&err) {
             Some(status) if !self.response_started => {
                 out.local(status, &[]);

@@ -531,7 +531,7 @@ impl Conn {
             req.method,
             req.target,
             x.outcome.status,
-            x.outcome.upstream.as_ref().map_or("-", |a| a.text.as_str())
+            x.upstream().map_or("-", |a| a.text.as_str())
         );
         if let Some(entry) = self.entry_for(x) {
             self.shared.log.write(&entry);
@@ -549,7 +549,7 @@ impl Conn {
             Some(line),
             x.outcome.status,
             x.outcome.body_bytes,
-            x.outcome.upstream.as_ref().map(|a| a.text.clone()),
+            x.upstream().map(|a| a.text.clone()),
         ))
     }
 

@@ -304,8 +304,8 @@ impl H1 {
             BodyLength::UntilClose => BodyLength::Empty,
             framing => framing,
         };
-        let named: Vec<&[u8]> = head.values("connection").flat_map(list_items).collect();
-        self.reading = Reading::Body(BodyReader::dropping(framing, &named));
+        let named = head.values("connection").flat_map(list_items);
+        self.reading = Reading::Body(BodyReader::dropping(framing, named));
         Event::Request(head, body)
     }
 
