@@ -58,7 +58,7 @@ backend directly, on loopback, and prints a Markdown table with hawkey/nginx rat
 and PASS/MISS against the targets. Installs wrk, nginx, curl and openssl with apt-get
 if missing and runs 'cargo build --release' first.
 
-  --quick      a ~60 s subset for regression checks: small keep-alive,
+  --quick      a ~2-minute subset for regression checks: small keep-alive,
                connection per request, 1 MiB responses, idle RSS, 1000 idle
                clients, binary size, start-up; shorter runs
   --runs N     run it all N times and print the medians (each ratio the median of

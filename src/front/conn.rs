@@ -126,8 +126,9 @@ impl Respond for Sink<'_> {
                 self.wrote += n;
                 self.full = self.h1.wants_write(); // a short write: its buffer is full
             }
-            // Queued: the next write of the output meets a real error again.
-            Err(_) => self.full = true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.full = true,
+            // Queued: the write of the output that follows meets the error again.
+            Err(_) => self.direct = None,
         }
     }
     fn end(&mut self, trailers: &[u8]) {
