@@ -103,6 +103,18 @@ struct Sink<'a> {
     wrote: usize,
 }
 
+impl<'a> Sink<'a> {
+    fn new(h1: &'a mut H1, now: Instant, direct: Option<&'a TcpStream>) -> Sink<'a> {
+        Sink {
+            h1,
+            now,
+            direct,
+            full: false,
+            wrote: 0,
+        }
+    }
+}
+
 impl Respond for Sink<'_> {
     fn room(&self) -> usize {
         OUT_CAP.saturating_sub(self.h1.output().len())
@@ -212,13 +224,7 @@ impl Conn {
                 Transport::Plain(socket) if self.writable => Some(socket),
                 _ => None,
             };
-            let mut sink = Sink {
-                h1: &mut self.h1,
-                now,
-                direct,
-                full: false,
-                wrote: 0,
-            };
+            let mut sink = Sink::new(&mut self.h1, now, direct);
             moved |= x.run(&mut sink, now);
             if sink.wrote > 0 {
                 self.stalled_since = None;
@@ -494,13 +500,8 @@ impl Conn {
         if let Some(x) = &mut self.exchange
             && passed(x.deadline())
         {
-            let mut sink = Sink {
-                h1: &mut self.h1,
-                now,
-                direct: None, // only queued: the step that follows writes it
-                full: false,
-                wrote: 0,
-            };
+            // Only queued: the step that follows writes it.
+            let mut sink = Sink::new(&mut self.h1, now, None);
             x.expire(&mut sink, now);
             self.after_exchange(now);
         }

@@ -412,15 +412,19 @@ impl H1 {
             self.send_data(bytes);
             return Ok(0);
         }
-        let mut header = Vec::new();
+        let mut header = [0u8; 20]; // a chunk size in hex and CRLF, on the stack
         let mut parts = [&[][..], bytes, &[][..]];
-        if self.writing == Writing::Body(ClientFraming::Chunked) {
-            chunk_header(bytes.len(), &mut header);
-            parts = [&header, bytes, b"\r\n"];
+        let chunked = self.writing == Writing::Body(ClientFraming::Chunked);
+        if chunked {
+            let room = header.len();
+            let mut rest = &mut header[..];
+            let _ = write!(rest, "{:x}\r\n", bytes.len()); // 16 hex digits at most
+            let len = room - rest.len();
+            parts = [&header[..len], bytes, b"\r\n"];
         }
-        let written = match header.is_empty() {
-            true => to.write(bytes),
-            false => to.write_vectored(&parts.map(IoSlice::new)),
+        let written = match chunked {
+            false => to.write(bytes),
+            true => to.write_vectored(&parts.map(IoSlice::new)),
         };
         let mut left = *written.as_ref().unwrap_or(&0);
         for part in parts {
