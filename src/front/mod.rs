@@ -4,5 +4,6 @@
 
 pub mod conn;
 pub mod h1;
+pub mod h2;
 pub mod transport;
 pub mod tunnel;
