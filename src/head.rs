@@ -39,6 +39,13 @@ impl FieldList {
         self.ends.push((end(name_end), end(self.bytes.len())));
     }
 
+    /// Pushes a field with its name in lower case (as HTTP/2 writes names).
+    pub fn push_lower(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.push(name, value);
+        self.bytes[start..start + name.len()].make_ascii_lowercase();
+    }
+
     /// `(name, value)` of each field, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let mut start = 0;

@@ -146,6 +146,26 @@ pub fn backend_request_head(req: &RequestHead, f: &Forwarding<'_>, out: &mut Vec
     out.extend_from_slice(b"\r\n");
 }
 
+/// The fields of a response that travel on to a client of another protocol (HTTP/2):
+/// not hop-by-hop, not named in its `Connection` field, and not `Content-Length`,
+/// which the front writes for the framing it uses.
+pub fn end_to_end(res: &ResponseHead) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let connection = Named::of(res);
+    res.fields.iter().filter(move |(name, _)| {
+        !name.eq_ignore_ascii_case(b"content-length") && !is_hop_by_hop(name, &connection)
+    })
+}
+
+/// The backend's `Content-Length` of an answer without a body (HEAD, 304): the size
+/// the body would have had, passed on when it is a plain number.
+pub fn announced_length(res: &ResponseHead) -> Option<&[u8]> {
+    if res.status < 200 || res.status == 204 {
+        return None;
+    }
+    res.first("content-length")
+        .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+}
+
 /// How the response body is framed towards the client [R3].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFraming {
@@ -189,10 +209,7 @@ pub fn client_response_head(
         ClientFraming::Close => {}
         ClientFraming::NoBody if res.status < 200 || res.status == 204 => {}
         ClientFraming::NoBody => {
-            if let Some(cl) = res
-                .first("content-length")
-                .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
-            {
+            if let Some(cl) = announced_length(res) {
                 put_field(out, b"Content-Length", cl);
             }
         }

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The application protocols offered, in order of preference. A client whose list
 /// shares none gets rustls's `no_application_protocol` alert.
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// Reads both PEM files (`pems.key`, `pems.cert`) and builds the server config;
 /// errors name the file.

@@ -27,14 +27,13 @@ use std::time::{Duration, Instant};
 use crate::sys::{Epoll, EpollEvent, Readiness, event_parts};
 use timers::Timers;
 
-/// Which socket of a connection an event is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which socket of a connection an event is for: the client's, or a backend's, by
+/// a number the connection gives it (an HTTP/2 stream has one backend each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Side {
     Client,
-    Backend,
+    Backend(u32),
 }
-
-const SIDES: [Side; 2] = [Side::Client, Side::Backend];
 
 /// What woke a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +61,8 @@ pub fn next_serial() -> u64 {
 
 /// A connection a loop drives.
 pub trait Connection {
-    /// The socket it has on `side` now, if any.
-    fn socket(&self, side: Side) -> Option<SocketId>;
+    /// Gives each socket it has now to `each`, in the order of `Side`.
+    fn sockets(&self, each: &mut dyn FnMut(Side, SocketId));
     /// Does the work `woke` allows: bounded, never blocking.
     fn run(&mut self, woke: Woke, now: Instant);
     /// When to wake it if nothing else does.
@@ -112,10 +111,10 @@ pub const LISTENERS: usize = 8;
 /// Most events taken from one `epoll_wait`.
 const EVENTS: usize = 64;
 
-/// A place for one connection, and what is registered for it.
+/// A place for one connection, and what is registered for it (in `Side` order).
 struct Slot<C> {
     conn: Option<C>,
-    registered: [Option<SocketId>; 2],
+    registered: Vec<(Side, SocketId)>,
 }
 
 /// A socket registered in this loop's epoll set, and whom its events are for: none
@@ -140,6 +139,8 @@ pub struct EventLoop<C> {
     inbox: Arc<Inbox<C>>,
     wake_rx: UnixStream,
     events: Vec<EpollEvent>,
+    /// The sockets a connection has now, while they are compared with the slot's.
+    scratch: Vec<(Side, SocketId)>,
 }
 
 /// `serial << 32 | descriptor`, the serial cut to 32 bits: an event for a socket
@@ -175,6 +176,7 @@ impl<C: Connection> EventLoop<C> {
             inbox: Arc::clone(&inbox),
             wake_rx,
             events: Vec::with_capacity(EVENTS),
+            scratch: Vec::new(),
         };
         Ok((event_loop, inbox))
     }
@@ -205,7 +207,7 @@ impl<C: Connection> EventLoop<C> {
             None => {
                 self.slots.push(Slot {
                     conn: None,
-                    registered: [None, None],
+                    registered: Vec::new(),
                 });
                 self.slots.len() - 1
             }
@@ -300,13 +302,16 @@ impl<C: Connection> EventLoop<C> {
     }
 
     fn settle(&mut self, slot: usize, done: bool) {
+        let mut now = std::mem::take(&mut self.scratch);
+        now.clear();
+        if let Some(conn) = self.slots[slot].conn.as_ref() {
+            conn.sockets(&mut |side, id| now.push((side, id)));
+            now.sort_unstable_by_key(|&(side, _)| side);
+        }
+        let before = std::mem::take(&mut self.slots[slot].registered);
         if done {
-            let Slot { conn, registered } = &mut self.slots[slot];
-            for (i, side) in SIDES.into_iter().enumerate() {
-                let Some(id) = registered[i].take() else {
-                    continue;
-                };
-                if conn.as_ref().and_then(|c| c.socket(side)) == Some(id) {
+            for &(side, id) in &before {
+                if now.contains(&(side, id)) {
                     // Closed with the connection, which takes it off the set: an
                     // event of this turn still to come for it is for nobody.
                     forget(&mut self.registered, id);
@@ -314,31 +319,33 @@ impl<C: Connection> EventLoop<C> {
                     disown(&mut self.registered, id); // back in a pool
                 }
             }
-            *conn = None;
+            self.slots[slot].conn = None;
+            self.slots[slot].registered = before;
+            self.slots[slot].registered.clear();
             self.timers.set(slot, None);
             self.free.push(slot);
+            self.scratch = now;
             return;
         }
-        for (i, side) in SIDES.into_iter().enumerate() {
-            let Some(conn) = self.slots[slot].conn.as_ref() else {
-                return;
-            };
-            let now = conn.socket(side);
-            let before = self.slots[slot].registered[i];
-            if now == before {
-                continue;
+        if before != now {
+            for &(side, id) in &before {
+                if !now.contains(&(side, id)) {
+                    disown(&mut self.registered, id); // closed, or back in a pool
+                }
             }
-            if let Some(before) = before {
-                disown(&mut self.registered, before); // closed, or back in a pool
-            }
-            self.slots[slot].registered[i] = None;
-            if let Some(id) = now {
+            let mut kept = before;
+            kept.clear();
+            for &(side, id) in &now {
                 match self.own(id, (slot, side)) {
-                    Ok(()) => self.slots[slot].registered[i] = Some(id),
+                    Ok(()) => kept.push((side, id)),
                     Err(e) => crate::error!("event loop: cannot watch a socket: {e}"),
                 }
             }
+            self.slots[slot].registered = kept;
+        } else {
+            self.slots[slot].registered = before;
         }
+        self.scratch = now;
         let deadline = self.slots[slot].conn.as_ref().and_then(C::deadline);
         self.timers.set(slot, deadline);
     }
@@ -403,8 +410,8 @@ mod tests {
     }
 
     impl Connection for Echo {
-        fn socket(&self, side: Side) -> Option<SocketId> {
-            (side == Side::Client).then(|| (self.stream.as_raw_fd(), self.serial))
+        fn sockets(&self, each: &mut dyn FnMut(Side, SocketId)) {
+            each(Side::Client, (self.stream.as_raw_fd(), self.serial));
         }
         fn run(&mut self, woke: Woke, _now: Instant) {
             self.woken.push(woke);

@@ -170,6 +170,11 @@ impl Exchange {
         }
     }
 
+    /// The request body has been read in full (`client_end` came).
+    pub fn body_done(&self) -> bool {
+        self.body_read
+    }
+
     pub fn client_end(&mut self, trailers: &[u8]) {
         self.body_read = true;
         if let Kind::Proxy(p) = &mut self.kind {

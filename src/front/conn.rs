@@ -24,7 +24,9 @@ use crate::error::HeadError;
 use crate::event::{Connection, Side, SocketId, Woke, next_serial};
 use crate::exchange::{self, Exchange, Respond};
 use crate::front::h1::{Event, H1, Limits};
-use crate::front::transport::Transport;
+use crate::front::h2::conn::PREFACE;
+use crate::front::h2::session::Session;
+use crate::front::transport::{ClientSocket, Transport};
 use crate::front::tunnel::{Pumped, Tunnel};
 use crate::head::{Fields, RequestHead, ResponseHead};
 use crate::shared::{Runtime, Shared, Slot};
@@ -38,6 +40,8 @@ const LINGER: Duration = Duration::from_secs(1);
 
 enum Phase {
     Http,
+    /// The client speaks HTTP/2 (ALPN `h2`, or the preface on the plain listener).
+    H2(Box<Session>),
     Tunnel(Box<Tunnelled>),
     /// Our side is shut; what the client still sends is read off until `until`, so
     /// that closing with unread bytes does not reset the answer away.
@@ -56,19 +60,13 @@ struct Tunnelled {
 
 pub struct Conn {
     shared: Arc<Shared>,
-    io: Transport,
-    serial: u64,
-    /// The socket was reported readable (writable) and no call has said otherwise.
-    readable: bool,
-    writable: bool,
-    /// The client closed its side: read on to the end.
-    hup: bool,
+    sock: ClientSocket,
     client: exchange::Client,
     h1: H1,
     exchange: Option<Exchange>,
     phase: Phase,
-    /// Answer bytes wait and the client has not taken any since then.
-    stalled_since: Option<Instant>,
+    /// No request has started yet: an HTTP/2 preface may come.
+    first: bool,
     /// `upstreamMs`: how long a client may take nothing of its answer.
     send_timeout: Duration,
     /// The runtime of the last request (or of the accept), and its generation: a
@@ -117,7 +115,7 @@ impl<'a> Sink<'a> {
 
 impl Respond for Sink<'_> {
     fn room(&self) -> usize {
-        OUT_CAP.saturating_sub(self.h1.output().len())
+        OUT_CAP.saturating_sub(H1::output(self.h1).len())
     }
     fn interim(&mut self, head: &ResponseHead) {
         self.h1.send_interim(head);
@@ -188,15 +186,11 @@ impl Conn {
                 home,
             },
             shared,
-            io,
-            serial: next_serial(),
-            readable: true,
-            writable: true,
-            hup: false,
+            sock: ClientSocket::new(io, next_serial()),
             h1,
             exchange: None,
             phase: Phase::Http,
-            stalled_since: None,
+            first: true,
             send_timeout,
             rt,
             generation,
@@ -210,6 +204,7 @@ impl Conn {
     fn step(&mut self, now: Instant) -> bool {
         match self.phase {
             Phase::Http => self.step_http(now),
+            Phase::H2(_) => self.step_h2(now),
             Phase::Tunnel(_) => self.step_tunnel(now),
             Phase::Closing { .. } => self.step_closing(),
             Phase::Done => false,
@@ -217,55 +212,93 @@ impl Conn {
     }
 
     fn step_http(&mut self, now: Instant) -> bool {
-        let mut moved = self.read_client(now);
+        let mut moved = match self.sock.read_into(&mut self.h1, now) {
+            Ok(moved) => moved,
+            Err(e) => {
+                crate::debug!("client {}: {e}", self.client.ip);
+                self.linger = false;
+                true
+            }
+        };
+        if self.first && self.speaks_h2() {
+            return self.begin_h2(now);
+        }
         moved |= self.take_events(now);
         if let Some(x) = &mut self.exchange {
-            let direct = match &self.io {
-                Transport::Plain(socket) if self.writable => Some(socket),
+            let direct = match &self.sock.io {
+                Transport::Plain(socket) if self.sock.writable => Some(socket),
                 _ => None,
             };
             let mut sink = Sink::new(&mut self.h1, now, direct);
             moved |= x.run(&mut sink, now);
             if sink.wrote > 0 {
-                self.stalled_since = None;
+                self.sock.stalled_since = None;
             }
-            self.writable &= !sink.full;
+            self.sock.writable &= !sink.full;
             moved |= self.after_exchange(now);
         }
         moved |= self.write_client(now);
-        if matches!(self.phase, Phase::Http) && self.h1.is_finished() && !self.io.wants_flush() {
+        if matches!(self.phase, Phase::Http) && self.h1.is_finished() && !self.sock.io.wants_flush()
+        {
             self.begin_close(now);
             moved = true;
         }
         moved
     }
 
-    fn read_client(&mut self, now: Instant) -> bool {
-        if !self.readable || !self.h1.wants_read() {
+    /// Whether the client speaks HTTP/2: it chose `h2` in its TLS handshake, or (on
+    /// the plain listener) its first bytes are the preface's request line [H2].
+    fn speaks_h2(&self) -> bool {
+        if self.client.redirect_to.is_some() {
             return false;
         }
-        let plain = !self.io.is_tls();
-        let space = self.h1.input_space();
-        let room = space.len();
-        match self.io.read(space) {
-            Ok(0) => self.h1.received_eof(),
-            Ok(n) => {
-                self.h1.received(n, now);
-                // A short read took all there was; edge-triggered epoll tells of more.
-                self.readable = !(plain && n < room && !self.hup);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                return false;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        match &self.sock.io {
+            Transport::Tls(t) => t.0.alpn_protocol() == Some(b"h2"),
+            Transport::Plain(_) => self.h1.pending_input().starts_with(&PREFACE[..18]),
+        }
+    }
+
+    /// From here on the connection speaks HTTP/2.
+    fn begin_h2(&mut self, now: Instant) -> bool {
+        self.first = false;
+        let input = self.h1.take_input();
+        let rt = (Arc::clone(&self.rt), self.generation);
+        let session = Session::new(Arc::clone(&self.shared), rt, self.client, input, now);
+        self.phase = Phase::H2(Box::new(session));
+        true
+    }
+
+    fn step_h2(&mut self, now: Instant) -> bool {
+        let Phase::H2(s) = &mut self.phase else {
+            return false;
+        };
+        let mut moved = match self.sock.read_into(&mut s.h2, now) {
+            Ok(moved) => moved,
             Err(e) => {
                 crate::debug!("client {}: {e}", self.client.ip);
-                self.h1.received_eof();
                 self.linger = false;
+                true
+            }
+        };
+        moved |= s.work(now);
+        match self.sock.write_from(&mut s.h2, now) {
+            Ok(wrote) => moved |= wrote,
+            Err(e) => {
+                crate::debug!("client {}: {e}", self.client.ip);
+                s.close();
+                self.phase = Phase::Done;
+                return true;
             }
         }
-        true
+        let flushed = !s.h2.wants_write() && !self.sock.io.wants_flush();
+        if (s.is_finished() || s.h2.client_closed()) && flushed {
+            let client_closed = s.h2.client_closed();
+            s.close();
+            self.linger &= !client_closed;
+            self.begin_close(now);
+            moved = true;
+        }
+        moved
     }
 
     /// Hands what the client sent to the exchange, as far as it has room.
@@ -311,6 +344,7 @@ impl Conn {
     }
 
     fn start_exchange(&mut self, head: RequestHead, body: BodyLength, now: Instant) {
+        self.first = false;
         if let Some(newer) = self.shared.newer_runtime(&mut self.generation) {
             self.h1.set_limits(limits(&newer));
             self.send_timeout = newer.timeouts.upstream();
@@ -352,44 +386,14 @@ impl Conn {
     }
 
     fn write_client(&mut self, now: Instant) -> bool {
-        let mut moved = false;
-        let plain = !self.io.is_tls();
-        while self.writable {
-            let out = self.h1.output();
-            let result = if out.is_empty() {
-                if !self.io.wants_flush() {
-                    break;
-                }
-                self.io.flush().map(|()| 0)
-            } else {
-                self.io.write(out)
-            };
-            match result {
-                Ok(n) => {
-                    let short = n < self.h1.output().len();
-                    self.h1.wrote(n);
-                    moved |= n > 0;
-                    if plain && short {
-                        self.writable = false; // the socket's buffer is full
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    crate::debug!("client {}: {e}", self.client.ip);
-                    self.client_gone();
-                    return true;
-                }
+        match self.sock.write_from(&mut self.h1, now) {
+            Ok(moved) => moved,
+            Err(e) => {
+                crate::debug!("client {}: {e}", self.client.ip);
+                self.client_gone();
+                true
             }
         }
-        let pending = self.h1.wants_write() || self.io.wants_flush();
-        if moved || !pending {
-            self.stalled_since = None;
-        }
-        if pending && !self.writable && self.stalled_since.is_none() {
-            self.stalled_since = Some(now);
-        }
-        moved
     }
 
     /// The client cannot be written to any more: whatever was under way ends.
@@ -408,15 +412,15 @@ impl Conn {
     /// nginx's `lingering_close on` does) [R8].
     fn begin_close(&mut self, now: Instant) {
         // Bytes that came after our last read: only when the socket may hold more.
-        let fd = self.io.tcp().as_raw_fd();
+        let fd = self.sock.io.tcp().as_raw_fd();
         let unread = self.h1.left_unread()
-            || (self.readable && crate::sys::peek(fd) == crate::sys::Peek::Data);
+            || (self.sock.readable && crate::sys::peek(fd) == crate::sys::Peek::Data);
         let linger =
             self.linger && unread && !self.h1.client_closed() && !self.shared.is_stopping();
         if linger {
-            self.io.shutdown_write(); // TLS: a close_notify first
-        } else if self.linger && self.io.is_tls() {
-            self.io.close_notify();
+            self.sock.io.shutdown_write(); // TLS: a close_notify first
+        } else if self.linger && self.sock.io.is_tls() {
+            self.sock.io.close_notify();
         }
         self.phase = match linger {
             true => Phase::Closing {
@@ -429,7 +433,7 @@ impl Conn {
     fn step_closing(&mut self) -> bool {
         let mut sink = [0u8; 4096];
         for _ in 0..16 {
-            match std::io::Read::read(&mut self.io.tcp(), &mut sink) {
+            match std::io::Read::read(&mut self.sock.io.tcp(), &mut sink) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
@@ -444,7 +448,7 @@ impl Conn {
         let Phase::Tunnel(t) = &mut self.phase else {
             return false;
         };
-        match t.tunnel.pump(&mut self.io, now) {
+        match t.tunnel.pump(&mut self.sock.io, now) {
             Pumped::Wait => false,
             Pumped::More => true,
             Pumped::Over => {
@@ -474,8 +478,18 @@ impl Conn {
     /// Deadlines that passed by `now`.
     fn expire(&mut self, now: Instant) {
         let passed = |at: Option<Instant>| at.is_some_and(|at| at <= now);
-        match &self.phase {
+        let stalled = passed(self.sock.stalled_since.map(|at| at + self.send_timeout));
+        match &mut self.phase {
             Phase::Http => {}
+            Phase::H2(s) => {
+                s.expire(now);
+                if stalled {
+                    crate::debug!("client {}: took nothing for upstreamMs", self.client.ip);
+                    s.close();
+                    self.phase = Phase::Done;
+                }
+                return;
+            }
             Phase::Tunnel(t) => {
                 if t.tunnel.deadline() <= now {
                     self.close_tunnel();
@@ -505,7 +519,7 @@ impl Conn {
             x.expire(&mut sink, now);
             self.after_exchange(now);
         }
-        if passed(self.stalled_since.map(|at| at + self.send_timeout)) {
+        if stalled {
             crate::debug!("client {}: took nothing for upstreamMs", self.client.ip);
             self.client_gone();
         }
@@ -513,11 +527,12 @@ impl Conn {
 
     /// SIGTERM: an idle connection closes now, the others after their answer.
     fn stop(&mut self) {
-        match self.phase {
+        match &mut self.phase {
             Phase::Http if self.exchange.is_none() && self.h1.is_idle() => {
                 self.phase = Phase::Done;
             }
             Phase::Http => self.h1.close_after_answer(),
+            Phase::H2(s) => s.h2.stop(),
             Phase::Closing { .. } => self.phase = Phase::Done,
             Phase::Tunnel(_) | Phase::Done => {}
         }
@@ -600,11 +615,18 @@ fn first_line(buf: &[u8]) -> Option<String> {
 }
 
 impl Connection for Conn {
-    fn socket(&self, side: Side) -> Option<SocketId> {
-        match (side, &self.phase) {
-            (Side::Client, _) => Some((self.io.tcp().as_raw_fd(), self.serial)),
-            (Side::Backend, Phase::Tunnel(t)) => Some(t.tunnel.socket()),
-            (Side::Backend, _) => self.exchange.as_ref().and_then(Exchange::backend_socket),
+    fn sockets(&self, each: &mut dyn FnMut(Side, SocketId)) {
+        each(
+            Side::Client,
+            (self.sock.io.tcp().as_raw_fd(), self.sock.serial),
+        );
+        let backend = match &self.phase {
+            Phase::H2(s) => return s.sockets(each),
+            Phase::Tunnel(t) => Some(t.tunnel.socket()),
+            _ => self.exchange.as_ref().and_then(Exchange::backend_socket),
+        };
+        if let Some(id) = backend {
+            each(Side::Backend(0), id);
         }
     }
 
@@ -613,17 +635,23 @@ impl Connection for Conn {
         match woke {
             Woke::Arrived | Woke::Deadline => {}
             Woke::Socket(Side::Client, r) => {
-                self.readable |= r.readable;
-                self.writable |= r.writable;
-                self.hup |= r.hup;
+                self.sock.readable |= r.readable;
+                self.sock.writable |= r.writable;
+                self.sock.hup |= r.hup;
             }
-            Woke::Socket(Side::Backend, r) => {
-                if let Some(x) = &mut self.exchange {
-                    x.backend_ready(r);
+            Woke::Socket(Side::Backend(id), r) => match &mut self.phase {
+                Phase::H2(s) => s.backend_ready(id, r),
+                _ => {
+                    if let Some(x) = &mut self.exchange {
+                        x.backend_ready(r);
+                    }
                 }
-            }
+            },
         }
         if self.shared.is_closing() {
+            if let Phase::H2(s) = &mut self.phase {
+                s.close();
+            }
             self.close_tunnel();
             self.phase = Phase::Done;
             return;
@@ -634,8 +662,10 @@ impl Connection for Conn {
         self.expire(now);
         for _ in 0..STEPS {
             if !self.step(now) {
-                if self.exchange.is_none() {
-                    self.h1.shrink_idle();
+                match &mut self.phase {
+                    Phase::H2(s) if s.h2.is_idle() => s.h2.shrink_idle(),
+                    _ if self.exchange.is_none() => self.h1.shrink_idle(),
+                    _ => {}
                 }
                 return;
             }
@@ -653,9 +683,13 @@ impl Connection for Conn {
         };
         match &self.phase {
             Phase::Http => {
-                let stalled = self.stalled_since.map(|s| s + self.send_timeout);
+                let stalled = self.sock.stalled_since.map(|s| s + self.send_timeout);
                 let at = earliest(self.h1.deadline(), stalled);
                 earliest(at, self.exchange.as_ref().and_then(Exchange::deadline))
+            }
+            Phase::H2(s) => {
+                let stalled = self.sock.stalled_since.map(|s| s + self.send_timeout);
+                earliest(s.deadline(), stalled)
             }
             Phase::Tunnel(t) => Some(t.tunnel.deadline()),
             Phase::Closing { until } => Some(*until),

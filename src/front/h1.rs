@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::body::{BodyLength, BodyReader, Piece, chunk_header, request_body_length};
 use crate::error::HeadError;
+use crate::front::transport::Wire;
 use crate::head::{
     Fields, HeadScan, RequestHead, ResponseHead, list_items, parse_request_resumed,
     starts_head_request,
@@ -528,6 +529,30 @@ impl H1 {
         }
         self.reading = Reading::Done;
         None
+    }
+}
+
+impl Wire for H1 {
+    fn wants_read(&self) -> bool {
+        H1::wants_read(self)
+    }
+    fn input_space(&mut self) -> &mut [u8] {
+        H1::input_space(self)
+    }
+    fn received(&mut self, n: usize, now: Instant) {
+        H1::received(self, n, now);
+    }
+    fn received_eof(&mut self) {
+        H1::received_eof(self);
+    }
+    fn output(&mut self) -> &[u8] {
+        H1::output(self)
+    }
+    fn wrote(&mut self, n: usize) {
+        H1::wrote(self, n);
+    }
+    fn wants_write(&self) -> bool {
+        H1::wants_write(self)
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::time::Instant;
 
 use rustls::ServerConnection;
 
@@ -112,4 +113,112 @@ fn flush(conn: &mut ServerConnection, sock: &mut TcpStream) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A protocol machine as the socket sees it: bytes in, bytes out (`h1.rs`, `h2/`).
+pub trait Wire {
+    fn wants_read(&self) -> bool;
+    /// Room to read into; `received` says how much was read.
+    fn input_space(&mut self) -> &mut [u8];
+    fn received(&mut self, n: usize, now: Instant);
+    fn received_eof(&mut self);
+    /// Bytes to write; `wrote` says how many were taken.
+    fn output(&mut self) -> &[u8];
+    fn wrote(&mut self, n: usize);
+    fn wants_write(&self) -> bool;
+}
+
+/// The client's socket on its loop, with what the loop last said of it.
+pub struct ClientSocket {
+    pub io: Transport,
+    /// The number the loop knows the socket by.
+    pub serial: u64,
+    /// Reported readable (writable), and no call has said otherwise since.
+    pub readable: bool,
+    pub writable: bool,
+    /// The client closed its side: read on to the end.
+    pub hup: bool,
+    /// Answer bytes wait and the client has taken none since then.
+    pub stalled_since: Option<Instant>,
+}
+
+impl ClientSocket {
+    pub fn new(io: Transport, serial: u64) -> ClientSocket {
+        ClientSocket {
+            io,
+            serial,
+            readable: true,
+            writable: true,
+            hup: false,
+            stalled_since: None,
+        }
+    }
+
+    /// One read into `wire`, if it wants one and the socket may have bytes: whether
+    /// anything happened. An error is the wire's end of input too.
+    pub fn read_into(&mut self, wire: &mut dyn Wire, now: Instant) -> io::Result<bool> {
+        if !self.readable || !wire.wants_read() {
+            return Ok(false);
+        }
+        let plain = !self.io.is_tls();
+        let space = wire.input_space();
+        let room = space.len();
+        match self.io.read(space) {
+            Ok(0) => wire.received_eof(),
+            Ok(n) => {
+                wire.received(n, now);
+                // A short read took all there was; edge-triggered epoll tells of more.
+                self.readable = !(plain && n < room && !self.hup);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                wire.received_eof();
+                return Err(e);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes what `wire` has, as far as the socket takes it: whether anything went.
+    /// Keeps `stalled_since` (bytes wait and none were taken).
+    pub fn write_from(&mut self, wire: &mut dyn Wire, now: Instant) -> io::Result<bool> {
+        let mut moved = false;
+        let plain = !self.io.is_tls();
+        while self.writable {
+            let out = wire.output();
+            let len = out.len();
+            let result = if out.is_empty() {
+                if !self.io.wants_flush() {
+                    break;
+                }
+                self.io.flush().map(|()| 0)
+            } else {
+                self.io.write(out)
+            };
+            match result {
+                Ok(n) => {
+                    wire.wrote(n);
+                    moved |= n > 0;
+                    if plain && n < len {
+                        self.writable = false; // the socket's buffer is full
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let pending = wire.wants_write() || self.io.wants_flush();
+        if moved || !pending {
+            self.stalled_since = None;
+        }
+        if pending && !self.writable && self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+        }
+        Ok(moved)
+    }
 }

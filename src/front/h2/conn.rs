@@ -1,0 +1,1189 @@
+//! One HTTP/2 connection, sans-I/O [H2]: the bytes a client sends become frames,
+//! streams and request events; the answers given per stream become frames to send.
+//! Like the HTTP/1 machine it never touches a socket or reads the clock: its driver
+//! (`session.rs`) reads into `input_space`, writes out `output`, and passes `now`.
+//!
+//! Streams: a client's HEADERS opens one (odd ids, each above the last); its request
+//! head becomes `Event::Request`, its DATA waits in the stream (`body`, `consume`)
+//! within the window hawkey granted, so a stream's request body takes at most
+//! `STREAM_WINDOW` bytes here and all of a connection's at most `CONN_WINDOW`. An
+//! answer is queued per stream (`room`, at most `STREAM_OUT` bytes) and leaves in
+//! DATA frames within the client's windows, the streams taking turns, so one stream
+//! whose client grants nothing holds back only itself.
+//!
+//! RFC 9113 §5.4: an error that concerns one stream ends that stream (RST_STREAM);
+//! one that leaves the connection's state unknown (HPACK, framing, flow control of
+//! the connection) ends the connection with GOAWAY. The limits of SPEC [H2] end it
+//! with `ENHANCE_YOUR_CALM`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::frame::{
+    self, Code, FrameError, HEADER_LEN, Header, MAX_FRAME, connection_error, continuation,
+    data::Data, goaway, headers::Headers, kind, ping, priority, rst_stream, settings,
+    window_update,
+};
+use super::hpack::{Decoder, Encoder, HpackError};
+use crate::body::BodyLength;
+use crate::head::{FieldList, RequestHead};
+
+/// What a client sends first (§3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// SETTINGS_MAX_CONCURRENT_STREAMS [H2].
+pub const MAX_STREAMS: u32 = 128;
+/// Most fields in a header block [H2].
+const MAX_FIELDS: usize = 128;
+/// The window hawkey grants each stream's request body, and the connection's.
+pub const STREAM_WINDOW: u32 = 64 * 1024;
+pub const CONN_WINDOW: u32 = 1024 * 1024;
+/// Most answer bytes queued per stream before its exchange waits.
+pub const STREAM_OUT: usize = 64 * 1024;
+/// Frames are written out until this many bytes wait for the socket.
+const OUT_CAP: usize = 64 * 1024;
+/// Frames taken per `process` call, so one connection cannot hold its loop.
+const FRAMES_PER_STEP: usize = 64;
+/// Streams a client may reset before their answer, beyond those answered [H2].
+const RESET_BUDGET: u32 = 100;
+/// Frames that carry no request work (PING, SETTINGS, empty DATA, WINDOW_UPDATE,
+/// empty CONTINUATION, PRIORITY, refused streams) a client may send; the budget
+/// fills again by one for each request answered [H2].
+const ANOMALY_BUDGET: u32 = 1000;
+/// The most a window may be (§6.9.1).
+const WINDOW_MAX: i64 = 0x7fff_ffff;
+
+/// The limits a connection is read with.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    /// `headerMs`: for the preface and first SETTINGS, and for a header block to end.
+    pub header: Duration,
+    /// `keepAliveMs`: a connection with no stream open closes after it.
+    pub keep_alive: Duration,
+}
+
+/// What the client's frames say, for the driver.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A stream's request; its body (if any) follows in `body`, `consume`, `ended`.
+    Request {
+        stream: u32,
+        head: RequestHead,
+        body: BodyLength,
+    },
+    /// The stream ended without a clean end: the client reset it, or hawkey did
+    /// (a malformed request, a body longer than its `content-length`).
+    Reset { stream: u32 },
+}
+
+/// One stream, from hawkey's side.
+#[derive(Debug, Default)]
+struct Stream {
+    /// Request body bytes received, not yet consumed.
+    recv: Vec<u8>,
+    /// Consumed bytes not yet given back in a WINDOW_UPDATE.
+    recv_unacked: u32,
+    /// What the client may still send on this stream.
+    recv_window: i64,
+    /// The client sent END_STREAM; the trailers it sent, re-serialised.
+    remote_ended: bool,
+    trailers: Vec<u8>,
+    /// `content-length` of the request, and the body bytes received.
+    content_length: Option<u64>,
+    received: u64,
+    /// What hawkey may still send on this stream.
+    send_window: i64,
+    /// Answer body bytes queued.
+    out: Vec<u8>,
+    /// The answer's head went out; its end is queued (after `out`), with trailers.
+    head_sent: bool,
+    end_queued: bool,
+    end_trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// END_STREAM (or RST_STREAM) went out.
+    local_ended: bool,
+}
+
+impl Stream {
+    fn is_closed(&self) -> bool {
+        self.remote_ended && self.local_ended
+    }
+}
+
+/// A header block being read (HEADERS, then CONTINUATION until END_HEADERS).
+#[derive(Debug)]
+struct Block {
+    stream: u32,
+    bytes: Vec<u8>,
+    end_stream: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the preface, then for the client's first SETTINGS.
+    Preface,
+    Settings,
+    Open,
+    /// GOAWAY sent: no new stream; the connection closes once the streams are done
+    /// (`graceful`) or at once after the output.
+    Away {
+        graceful: bool,
+    },
+}
+
+pub struct H2 {
+    limits: Limits,
+    state: State,
+    /// Bytes received in `input[..end]`, of which `taken` are handled.
+    input: Vec<u8>,
+    end: usize,
+    taken: usize,
+    output: Vec<u8>,
+    written: usize,
+    decoder: Decoder,
+    encoder: Encoder,
+    streams: BTreeMap<u32, Stream>,
+    /// The highest stream id the client opened.
+    last_stream: u32,
+    block: Option<Block>,
+    /// The client's SETTINGS_INITIAL_WINDOW_SIZE, and the connection's windows.
+    initial_window: i64,
+    send_window: i64,
+    recv_window: i64,
+    recv_unacked: u32,
+    /// The stream whose turn it is to send (round robin).
+    turn: u32,
+    resets: u32,
+    anomalies: u32,
+    events: Vec<Event>,
+    /// When the connection began to wait for the preface, a header block, or (no
+    /// stream open) its next request.
+    since: Instant,
+    client_closed: bool,
+    /// The reason of the GOAWAY hawkey sent, for the log.
+    pub goaway: Option<(Code, &'static str)>,
+}
+
+impl H2 {
+    /// A connection whose first bytes are to come (or are in `input` already: the
+    /// plain listener read them to find the preface).
+    pub fn new(limits: Limits, input: Vec<u8>, now: Instant) -> H2 {
+        let mut h2 = H2 {
+            limits,
+            state: State::Preface,
+            end: input.len(),
+            input,
+            taken: 0,
+            output: Vec::new(),
+            written: 0,
+            decoder: Decoder::default(),
+            encoder: Encoder::default(),
+            streams: BTreeMap::new(),
+            last_stream: 0,
+            block: None,
+            initial_window: 65_535,
+            send_window: 65_535,
+            recv_window: i64::from(CONN_WINDOW),
+            recv_unacked: 0,
+            turn: 0,
+            resets: 0,
+            anomalies: 0,
+            events: Vec::new(),
+            since: now,
+            client_closed: false,
+            goaway: None,
+        };
+        let max_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
+        settings::write(
+            &[
+                (settings::MAX_CONCURRENT_STREAMS, MAX_STREAMS),
+                (settings::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+                (settings::MAX_HEADER_LIST_SIZE, max_list),
+                (settings::ENABLE_PUSH, 0),
+            ],
+            &mut h2.output,
+        );
+        window_update::write(0, CONN_WINDOW - 65_535, &mut h2.output);
+        h2
+    }
+
+    // ------------------------------------------------------------- input side
+
+    /// Room to read into (the bytes read are passed to `received`).
+    pub fn input_space(&mut self) -> &mut [u8] {
+        if self.taken > 0 {
+            self.input.copy_within(self.taken..self.end, 0);
+            (self.end, self.taken) = (self.end - self.taken, 0);
+        }
+        let want = self.end + HEADER_LEN + MAX_FRAME;
+        if self.input.len() < want {
+            self.input.resize(want, 0);
+        }
+        &mut self.input[self.end..]
+    }
+
+    pub fn received(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.input.len());
+    }
+
+    pub fn received_eof(&mut self) {
+        self.client_closed = true;
+    }
+
+    pub fn client_closed(&self) -> bool {
+        self.client_closed
+    }
+
+    /// Reading goes on while the connection is open and its output is written.
+    pub fn wants_read(&self) -> bool {
+        !self.client_closed
+            && !matches!(self.state, State::Away { graceful: false })
+            && self.output.len() - self.written < OUT_CAP
+    }
+
+    /// Takes the frames received, at most `FRAMES_PER_STEP`; whether any were taken.
+    pub fn process(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        for _ in 0..FRAMES_PER_STEP {
+            match self.next_frame(now) {
+                Ok(true) => moved = true,
+                Ok(false) => break,
+                Err(e) => {
+                    self.fail(e);
+                    return true;
+                }
+            }
+        }
+        moved
+    }
+
+    /// The events since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn next_frame(&mut self, now: Instant) -> Result<bool, FrameError> {
+        if matches!(self.state, State::Away { graceful: false }) {
+            return Ok(false);
+        }
+        let input = &self.input[self.taken..self.end];
+        if self.state == State::Preface {
+            let n = input.len().min(PREFACE.len());
+            if input[..n] != PREFACE[..n] {
+                return Err(connection_error(Code::Protocol, "not the HTTP/2 preface"));
+            }
+            if n < PREFACE.len() {
+                return Ok(false);
+            }
+            self.taken += PREFACE.len();
+            self.state = State::Settings;
+            return Ok(true);
+        }
+        let Some(header) = Header::parse(input) else {
+            return Ok(false);
+        };
+        if header.len > MAX_FRAME {
+            return Err(connection_error(
+                Code::FrameSize,
+                "a frame larger than 16 384 bytes",
+            ));
+        }
+        if input.len() < HEADER_LEN + header.len {
+            return Ok(false);
+        }
+        let start = self.taken + HEADER_LEN;
+        self.taken = start + header.len;
+        // The payload is taken out of `input` while the frame is handled.
+        let input = std::mem::take(&mut self.input);
+        let result = self.frame(&header, &input[start..start + header.len], now);
+        self.input = input;
+        match result {
+            Err(FrameError {
+                stream: Some(id),
+                code,
+                why,
+            }) => {
+                crate::debug!("HTTP/2 stream {id}: {why}");
+                self.reset(id, code);
+                Ok(true)
+            }
+            other => other.map(|()| true),
+        }
+    }
+
+    fn frame(&mut self, h: &Header, payload: &[u8], now: Instant) -> Result<(), FrameError> {
+        if self.state == State::Settings && (h.kind != kind::SETTINGS || h.has(frame::flag::ACK)) {
+            return Err(connection_error(
+                Code::Protocol,
+                "the first frame is not SETTINGS",
+            ));
+        }
+        if let Some(block) = &self.block
+            && (h.kind != kind::CONTINUATION || h.stream != block.stream)
+        {
+            return Err(connection_error(
+                Code::Protocol,
+                "a header block cut by another frame",
+            ));
+        }
+        match h.kind {
+            kind::DATA => self.on_data(Data::decode(h, payload)?),
+            kind::HEADERS => self.on_headers(Headers::decode(h, payload)?, now),
+            kind::CONTINUATION => {
+                self.on_continuation(continuation::Continuation::decode(h, payload)?, now)
+            }
+            kind::PRIORITY => {
+                if priority::decode(h, payload)? == h.stream {
+                    return Err(stream_error(
+                        h.stream,
+                        Code::Protocol,
+                        "a stream depends on itself",
+                    ));
+                }
+                self.anomaly()
+            }
+            kind::RST_STREAM => self.on_rst(h.stream, rst_stream::decode(h, payload)?),
+            kind::SETTINGS => self.on_settings(settings::decode(h, payload)?),
+            kind::PING => {
+                let (data, ack) = ping::decode(h, payload)?;
+                if !ack {
+                    ping::write(data, true, &mut self.output);
+                }
+                self.anomaly()
+            }
+            kind::GOAWAY => {
+                goaway::decode(h, payload)?;
+                // The client is leaving: no stream above its last one comes; the
+                // streams open are answered, then the connection closes.
+                self.state = State::Away { graceful: true };
+                Ok(())
+            }
+            kind::WINDOW_UPDATE => {
+                self.on_window_update(h.stream, window_update::decode(h, payload)?)
+            }
+            kind::PUSH_PROMISE => Err(connection_error(
+                Code::Protocol,
+                "PUSH_PROMISE from a client",
+            )),
+            _ => Ok(()), // §5.5: unknown frame types are ignored
+        }
+    }
+
+    /// A frame that carries no work for a request: within the budget, or calm.
+    fn anomaly(&mut self) -> Result<(), FrameError> {
+        self.anomalies += 1;
+        if self.anomalies > ANOMALY_BUDGET {
+            return Err(connection_error(
+                Code::EnhanceYourCalm,
+                "too many frames with no request work",
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_settings(&mut self, s: settings::Settings) -> Result<(), FrameError> {
+        let values = match s {
+            settings::Settings::Ack => return self.anomaly(),
+            settings::Settings::Values(values) => values,
+        };
+        if self.state == State::Settings {
+            self.state = State::Open;
+        } else {
+            self.anomaly()?;
+        }
+        for (id, value) in values {
+            match id {
+                settings::HEADER_TABLE_SIZE => self.encoder.set_max(value as usize),
+                settings::INITIAL_WINDOW_SIZE => {
+                    let delta = i64::from(value) - self.initial_window;
+                    self.initial_window = i64::from(value);
+                    for stream in self.streams.values_mut() {
+                        stream.send_window += delta;
+                        if stream.send_window > WINDOW_MAX {
+                            return Err(connection_error(
+                                Code::FlowControl,
+                                "a stream window past 2^31-1",
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        settings::write_ack(&mut self.output);
+        Ok(())
+    }
+
+    fn on_window_update(&mut self, id: u32, increment: u32) -> Result<(), FrameError> {
+        if id == 0 {
+            self.send_window += i64::from(increment);
+            if self.send_window > WINDOW_MAX {
+                return Err(connection_error(
+                    Code::FlowControl,
+                    "the connection window past 2^31-1",
+                ));
+            }
+            return Ok(());
+        }
+        if id > self.last_stream {
+            return Err(connection_error(
+                Code::Protocol,
+                "WINDOW_UPDATE on an idle stream",
+            ));
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(()); // closed: ignored
+        };
+        stream.send_window += i64::from(increment);
+        if stream.send_window > WINDOW_MAX {
+            return Err(stream_error(
+                id,
+                Code::FlowControl,
+                "a stream window past 2^31-1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_rst(&mut self, id: u32, _code: u32) -> Result<(), FrameError> {
+        if id > self.last_stream {
+            return Err(connection_error(
+                Code::Protocol,
+                "RST_STREAM on an idle stream",
+            ));
+        }
+        let Some(stream) = self.streams.remove(&id) else {
+            return Ok(());
+        };
+        // CVE-2023-44487: a stream reset before its answer cost us work for nothing.
+        if !stream.local_ended {
+            self.resets += 1;
+            if self.resets > RESET_BUDGET {
+                return Err(connection_error(
+                    Code::EnhanceYourCalm,
+                    "too many streams reset",
+                ));
+            }
+        }
+        self.give_back_conn(stream.recv.len());
+        self.events.push(Event::Reset { stream: id });
+        Ok(())
+    }
+
+    fn on_data(&mut self, d: Data<'_>) -> Result<(), FrameError> {
+        let flow = i64::try_from(d.flow_len).unwrap_or(i64::MAX); // at most 16 384
+        // The connection's window counts every DATA frame, whatever its stream.
+        self.recv_window -= flow;
+        if self.recv_window < 0 {
+            return Err(connection_error(
+                Code::FlowControl,
+                "DATA past the connection window",
+            ));
+        }
+        if d.bytes.is_empty() && !d.end_stream {
+            self.anomaly()?;
+        }
+        if d.stream > self.last_stream {
+            return Err(connection_error(Code::Protocol, "DATA on an idle stream"));
+        }
+        let Some(stream) = self.streams.get_mut(&d.stream).filter(|s| !s.remote_ended) else {
+            self.give_back_conn(d.flow_len);
+            return Err(stream_error(
+                d.stream,
+                Code::StreamClosed,
+                "DATA on a closed stream",
+            ));
+        };
+        stream.recv_window -= flow;
+        if stream.recv_window < 0 {
+            self.give_back_conn(d.flow_len);
+            return Err(stream_error(
+                d.stream,
+                Code::FlowControl,
+                "DATA past the stream window",
+            ));
+        }
+        stream.received += d.bytes.len() as u64;
+        let too_long = stream.content_length.is_some_and(|cl| stream.received > cl);
+        let too_short =
+            d.end_stream && stream.content_length.is_some_and(|cl| stream.received < cl);
+        if too_long || too_short {
+            self.give_back_conn(d.flow_len);
+            return Err(stream_error(
+                d.stream,
+                Code::Protocol,
+                "DATA not as long as content-length",
+            ));
+        }
+        stream.recv.extend_from_slice(d.bytes);
+        // Padding is consumed at once.
+        let padding = d.flow_len - d.bytes.len();
+        stream.recv_unacked += u32::try_from(padding).unwrap_or(0);
+        self.recv_unacked += u32::try_from(padding).unwrap_or(0);
+        stream.remote_ended |= d.end_stream;
+        Ok(())
+    }
+
+    fn on_headers(&mut self, h: Headers<'_>, now: Instant) -> Result<(), FrameError> {
+        if h.stream.is_multiple_of(2) {
+            return Err(connection_error(
+                Code::Protocol,
+                "a client stream with an even id",
+            ));
+        }
+        if h.depends_on == Some(h.stream) {
+            return Err(stream_error(
+                h.stream,
+                Code::Protocol,
+                "a stream depends on itself",
+            ));
+        }
+        let block = Block {
+            stream: h.stream,
+            bytes: h.fragment.to_vec(),
+            end_stream: h.end_stream,
+        };
+        if h.fragment.is_empty() {
+            self.anomaly()?;
+        }
+        self.check_block_size(block.bytes.len())?;
+        if h.end_headers {
+            return self.on_block(block);
+        }
+        self.block = Some(block);
+        self.since = now;
+        Ok(())
+    }
+
+    fn on_continuation(
+        &mut self,
+        c: continuation::Continuation<'_>,
+        now: Instant,
+    ) -> Result<(), FrameError> {
+        let Some(mut block) = self.block.take() else {
+            return Err(connection_error(
+                Code::Protocol,
+                "CONTINUATION without a header block",
+            ));
+        };
+        if c.fragment.is_empty() && !c.end_headers {
+            self.anomaly()?;
+        }
+        block.bytes.extend_from_slice(c.fragment);
+        self.check_block_size(block.bytes.len())?;
+        if c.end_headers {
+            return self.on_block(block);
+        }
+        self.block = Some(block);
+        self.since = self.since.min(now);
+        Ok(())
+    }
+
+    /// A header block may take at most `maxHeaderBytes` encoded (it decodes to more).
+    fn check_block_size(&self, len: usize) -> Result<(), FrameError> {
+        if len > self.limits.max_header_bytes {
+            return Err(connection_error(
+                Code::EnhanceYourCalm,
+                "a header block over maxHeaderBytes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A whole header block: a new stream's request, or a stream's trailers.
+    fn on_block(&mut self, block: Block) -> Result<(), FrameError> {
+        let id = block.stream;
+        let mut fields = Fields::default();
+        let decoded = self.decoder.decode(
+            &block.bytes,
+            self.limits.max_header_bytes,
+            MAX_FIELDS,
+            &mut |name, value| fields.take(name, value),
+        );
+        match decoded {
+            Ok(()) => {}
+            Err(HpackError::Compression(why)) => {
+                return Err(connection_error(Code::Compression, why));
+            }
+            Err(HpackError::TooLarge) => {
+                return Err(connection_error(
+                    Code::EnhanceYourCalm,
+                    "a header list over maxHeaderBytes",
+                ));
+            }
+        }
+        if id <= self.last_stream {
+            return self.on_trailers(id, block.end_stream, fields);
+        }
+        self.last_stream = id;
+        if matches!(self.state, State::Away { .. }) {
+            return Ok(()); // §6.8: streams after a GOAWAY are ignored
+        }
+        let open = self.streams.values().filter(|s| !s.local_ended).count();
+        if open >= MAX_STREAMS as usize {
+            self.anomaly()?;
+            return Err(stream_error(
+                id,
+                Code::RefusedStream,
+                "more streams than MAX_CONCURRENT_STREAMS",
+            ));
+        }
+        let mut stream = Stream {
+            recv_window: i64::from(STREAM_WINDOW),
+            send_window: self.initial_window,
+            remote_ended: block.end_stream,
+            ..Stream::default()
+        };
+        let (head, content_length) = match fields.request() {
+            Ok(request) => request,
+            Err(why) => {
+                stream.remote_ended = true;
+                self.streams.insert(id, stream);
+                return Err(stream_error(id, Code::Protocol, why));
+            }
+        };
+        stream.content_length = content_length;
+        let body = match (block.end_stream, content_length) {
+            (true, Some(n)) if n > 0 => {
+                self.streams.insert(id, stream);
+                return Err(stream_error(
+                    id,
+                    Code::Protocol,
+                    "no DATA for a content-length",
+                ));
+            }
+            (true, _) => BodyLength::Empty,
+            (false, Some(n)) => BodyLength::Exact(n),
+            (false, None) => BodyLength::Chunked,
+        };
+        self.streams.insert(id, stream);
+        self.events.push(Event::Request {
+            stream: id,
+            head,
+            body,
+        });
+        Ok(())
+    }
+
+    fn on_trailers(&mut self, id: u32, end_stream: bool, fields: Fields) -> Result<(), FrameError> {
+        let Some(stream) = self.streams.get_mut(&id).filter(|s| !s.remote_ended) else {
+            return Err(connection_error(
+                Code::StreamClosed,
+                "HEADERS on a closed stream",
+            ));
+        };
+        if !end_stream {
+            return Err(stream_error(
+                id,
+                Code::Protocol,
+                "trailers without END_STREAM",
+            ));
+        }
+        stream.trailers = fields
+            .trailers()
+            .map_err(|why| stream_error(id, Code::Protocol, why))?;
+        if stream
+            .content_length
+            .is_some_and(|cl| stream.received != cl)
+        {
+            return Err(stream_error(
+                id,
+                Code::Protocol,
+                "DATA not as long as content-length",
+            ));
+        }
+        stream.remote_ended = true;
+        Ok(())
+    }
+
+    // --------------------------------------------------- request bodies
+
+    /// Request body bytes of `id` waiting to be taken.
+    pub fn body(&self, id: u32) -> &[u8] {
+        self.streams.get(&id).map_or(&[], |s| &s.recv)
+    }
+
+    /// `n` bytes of `body(id)` were taken: the window they took is given back once
+    /// half of it is used.
+    pub fn consume(&mut self, id: u32, n: usize) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        stream.recv.drain(..n.min(stream.recv.len()));
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        stream.recv_unacked = stream.recv_unacked.saturating_add(n32);
+        if stream.recv_unacked >= STREAM_WINDOW / 2 && !stream.remote_ended {
+            window_update::write(id, stream.recv_unacked, &mut self.output);
+            stream.recv_window += i64::from(stream.recv_unacked);
+            stream.recv_unacked = 0;
+        }
+        self.give_back_conn(n);
+    }
+
+    fn give_back_conn(&mut self, n: usize) {
+        self.recv_unacked = self
+            .recv_unacked
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        if self.recv_unacked >= CONN_WINDOW / 2 {
+            window_update::write(0, self.recv_unacked, &mut self.output);
+            self.recv_window += i64::from(self.recv_unacked);
+            self.recv_unacked = 0;
+        }
+    }
+
+    /// The request body of `id` is all here and taken: its trailers (re-serialised
+    /// as `Name: value` lines).
+    pub fn body_ended(&self, id: u32) -> Option<&[u8]> {
+        let s = self.streams.get(&id)?;
+        (s.remote_ended && s.recv.is_empty()).then_some(&s.trailers[..])
+    }
+
+    // --------------------------------------------------- answers
+
+    /// Answer body bytes `id` may queue now.
+    pub fn room(&self, id: u32) -> usize {
+        self.streams
+            .get(&id)
+            .filter(|s| !s.local_ended && !s.end_queued)
+            .map_or(0, |s| STREAM_OUT.saturating_sub(s.out.len()))
+    }
+
+    /// Sends a head (interim or final) for `id`; `end`: no body follows.
+    pub fn send_head(&mut self, id: u32, status: u16, fields: &[(&[u8], &[u8])], end: bool) {
+        let Some(stream) = self.streams.get_mut(&id).filter(|s| !s.local_ended) else {
+            return;
+        };
+        if status >= 200 {
+            stream.head_sent = true;
+        }
+        let status = status.to_string();
+        let mut block = Vec::new();
+        let all =
+            std::iter::once((&b":status"[..], status.as_bytes())).chain(fields.iter().copied());
+        self.encoder.encode(all, &mut block);
+        frame::headers::Headers::write(id, &block, end, &mut self.output);
+        if end {
+            stream.local_ended = true;
+            self.finish_stream(id);
+        }
+    }
+
+    pub fn send_data(&mut self, id: u32, bytes: &[u8]) {
+        if let Some(stream) = self.streams.get_mut(&id).filter(|s| !s.local_ended) {
+            stream.out.extend_from_slice(bytes);
+        }
+    }
+
+    /// The answer's end, after the bytes queued; `trailers` as `Name: value` lines.
+    pub fn send_end(&mut self, id: u32, trailers: &[u8]) {
+        if let Some(stream) = self.streams.get_mut(&id).filter(|s| !s.local_ended) {
+            stream.end_queued = true;
+            let fields = trailer_fields(trailers);
+            stream.end_trailers = (!fields.is_empty()).then_some(fields);
+        }
+    }
+
+    /// The answer cannot be completed: the stream is reset.
+    pub fn abort(&mut self, id: u32) {
+        self.reset(id, Code::Internal);
+    }
+
+    fn reset(&mut self, id: u32, code: Code) {
+        rst_stream::write(id, code, &mut self.output);
+        if let Some(stream) = self.streams.remove(&id) {
+            self.give_back_conn(stream.recv.len());
+            self.events.push(Event::Reset { stream: id });
+        }
+    }
+
+    /// A stream whose answer is sent and whose request is read is forgotten; one
+    /// whose client is still sending is told to stop (§8.1: RST_STREAM NO_ERROR).
+    fn finish_stream(&mut self, id: u32) {
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
+        if !stream.local_ended {
+            return;
+        }
+        self.resets = self.resets.saturating_sub(1);
+        self.anomalies = self.anomalies.saturating_sub(1);
+        if !stream.is_closed() {
+            rst_stream::write(id, Code::NoError, &mut self.output);
+        }
+        if let Some(stream) = self.streams.remove(&id) {
+            self.give_back_conn(stream.recv.len());
+        }
+    }
+
+    /// Moves queued answer bytes into DATA frames, the streams taking turns, within
+    /// the windows, until `OUT_CAP` bytes wait.
+    fn fill(&mut self) {
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let first = ids.iter().position(|&id| id > self.turn).unwrap_or(0);
+        let mut idle_rounds = 0;
+        let mut i = first;
+        while self.output.len() - self.written < OUT_CAP && idle_rounds < ids.len() {
+            let id = ids[i % ids.len()];
+            i += 1;
+            if self.send_some(id) {
+                idle_rounds = 0;
+                self.turn = id;
+            } else {
+                idle_rounds += 1;
+            }
+        }
+    }
+
+    /// One DATA frame (or the end) of stream `id`; whether anything was written.
+    fn send_some(&mut self, id: u32) -> bool {
+        let conn_window = self.send_window;
+        let Some(stream) = self
+            .streams
+            .get_mut(&id)
+            .filter(|s| !s.local_ended && s.head_sent)
+        else {
+            return false;
+        };
+        if !stream.out.is_empty() {
+            let window = stream.send_window.min(conn_window);
+            let n = stream
+                .out
+                .len()
+                .min(MAX_FRAME)
+                .min(usize::try_from(window.max(0)).unwrap_or(0));
+            if n == 0 {
+                return false;
+            }
+            let last = n == stream.out.len() && stream.end_queued && stream.end_trailers.is_none();
+            Data::write_header(id, n, last, &mut self.output);
+            self.output.extend_from_slice(&stream.out[..n]);
+            stream.out.drain(..n);
+            let sent = i64::try_from(n).unwrap_or(i64::MAX); // at most 16 384
+            stream.send_window -= sent;
+            self.send_window -= sent;
+            if last {
+                stream.local_ended = true;
+                self.finish_stream(id);
+            }
+            return true;
+        }
+        if !stream.end_queued {
+            return false;
+        }
+        match stream.end_trailers.take() {
+            Some(trailers) => {
+                let mut block = Vec::new();
+                let fields = trailers.iter().map(|(n, v)| (&n[..], &v[..]));
+                self.encoder.encode(fields, &mut block);
+                frame::headers::Headers::write(id, &block, true, &mut self.output);
+            }
+            None => Data::write_header(id, 0, true, &mut self.output),
+        }
+        stream.local_ended = true;
+        self.finish_stream(id);
+        true
+    }
+
+    // --------------------------------------------------- output and state
+
+    /// Bytes to write to the client.
+    pub fn output(&mut self) -> &[u8] {
+        if self.output.len() - self.written < OUT_CAP {
+            self.fill();
+        }
+        &self.output[self.written..]
+    }
+
+    pub fn wrote(&mut self, n: usize) {
+        self.written += n;
+        if self.written == self.output.len() {
+            self.output.clear();
+            self.written = 0;
+        } else if self.written > OUT_CAP {
+            self.output.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    pub fn wants_write(&self) -> bool {
+        self.written < self.output.len()
+    }
+
+    /// A connection error: GOAWAY with the last stream taken, then the close.
+    fn fail(&mut self, e: FrameError) {
+        crate::debug!("HTTP/2 connection error {:?}: {}", e.code, e.why);
+        goaway::write(self.last_stream, e.code, e.why.as_bytes(), &mut self.output);
+        self.goaway = Some((e.code, e.why));
+        self.state = State::Away { graceful: false };
+        self.block = None;
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.streams.remove(&id);
+            self.events.push(Event::Reset { stream: id });
+        }
+    }
+
+    /// SIGTERM: GOAWAY; the streams open are answered, no new one is taken.
+    pub fn stop(&mut self) {
+        if matches!(self.state, State::Away { .. }) {
+            return;
+        }
+        goaway::write(self.last_stream, Code::NoError, b"", &mut self.output);
+        self.state = State::Away { graceful: true };
+    }
+
+    /// Nothing more will happen: the driver closes once the output is written.
+    pub fn is_finished(&self) -> bool {
+        match self.state {
+            State::Away { graceful: false } => true,
+            State::Away { graceful: true } => self.streams.is_empty(),
+            _ => self.client_closed && self.streams.is_empty(),
+        }
+    }
+
+    /// Whether a stream is still open on hawkey's side.
+    pub fn is_open(&self, id: u32) -> bool {
+        self.streams.get(&id).is_some_and(|s| !s.local_ended)
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.streams.is_empty() && self.block.is_none()
+    }
+
+    /// When a wait of the connection's own ends: the preface and SETTINGS, a header
+    /// block, or (no stream open) the next request.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Preface | State::Settings => Some(self.since + self.limits.header),
+            _ if self.block.is_some() => Some(self.since + self.limits.header),
+            State::Open if self.streams.is_empty() => Some(self.since + self.limits.keep_alive),
+            _ => None,
+        }
+    }
+
+    /// The deadline passed: the connection ends (GOAWAY, NO_ERROR when idle).
+    pub fn expire(&mut self, now: Instant) {
+        if self.deadline().is_some_and(|at| at <= now) {
+            let idle = self.state == State::Open && self.block.is_none();
+            let (code, why) = match idle {
+                true => (Code::NoError, "idle for keepAliveMs"),
+                false => (Code::Protocol, "headerMs passed"),
+            };
+            self.fail(connection_error(code, why));
+        }
+    }
+
+    /// Something happened on the connection: an idle one's wait starts again.
+    pub fn touch(&mut self, now: Instant) {
+        if self.streams.is_empty() && self.block.is_none() && self.state == State::Open {
+            self.since = now;
+        }
+    }
+
+    /// Frees what an idle connection does not need.
+    pub fn shrink_idle(&mut self) {
+        if self.taken == self.end {
+            self.input = Vec::new();
+            (self.taken, self.end) = (0, 0);
+        }
+        if self.output.is_empty() {
+            self.output = Vec::new();
+        }
+    }
+}
+
+fn stream_error(stream: u32, code: Code, why: &'static str) -> FrameError {
+    FrameError {
+        code,
+        why,
+        stream: Some(stream),
+    }
+}
+
+/// `Name: value` lines (trailers as the HTTP/1 side has them) as lower-case fields.
+fn trailer_fields(lines: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    lines
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = line[..colon].to_ascii_lowercase();
+            let value = line[colon + 1..].trim_ascii().to_vec();
+            (!name.is_empty()).then_some((name, value))
+        })
+        .collect()
+}
+
+// ------------------------------------------------------- fields to requests
+
+/// The fields of one header block as they are decoded, checked as RFC 9113 §8.2
+/// and §8.3 say; what is wrong makes the stream malformed.
+#[derive(Default)]
+struct Fields {
+    method: Option<String>,
+    scheme: Option<Vec<u8>>,
+    authority: Option<Vec<u8>>,
+    path: Option<String>,
+    protocol: Option<Vec<u8>>,
+    regular: FieldList,
+    cookies: Vec<u8>,
+    host: bool,
+    content_length: Option<Vec<u8>>,
+    /// The first thing wrong.
+    bad: Option<&'static str>,
+}
+
+impl Fields {
+    fn take(&mut self, name: &[u8], value: &[u8]) {
+        if self.bad.is_none()
+            && let Err(why) = self.check(name, value)
+        {
+            self.bad = Some(why);
+        }
+    }
+
+    fn check(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        if value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
+            || value.first().is_some_and(|b| b" \t".contains(b))
+            || value.last().is_some_and(|b| b" \t".contains(b))
+        {
+            return Err("a field value with NUL, CR, LF or surrounding space");
+        }
+        if let Some(pseudo) = name.strip_prefix(b":") {
+            if !self.regular.is_empty() || self.host || !self.cookies.is_empty() {
+                return Err("a pseudo-header after a regular field");
+            }
+            let text =
+                || String::from_utf8(value.to_vec()).map_err(|_| "a pseudo-header not UTF-8");
+            let slot_taken = match pseudo {
+                b"method" => self.method.replace(text()?).is_some(),
+                b"path" => self.path.replace(text()?).is_some(),
+                b"scheme" => self.scheme.replace(value.to_vec()).is_some(),
+                b"authority" => self.authority.replace(value.to_vec()).is_some(),
+                b"protocol" => self.protocol.replace(value.to_vec()).is_some(),
+                _ => return Err("an unknown pseudo-header"),
+            };
+            if slot_taken {
+                return Err("a pseudo-header twice");
+            }
+            return Ok(());
+        }
+        if name.is_empty() || !name.iter().all(|&b| is_name_byte(b)) {
+            return Err("a field name with upper case or a byte not allowed");
+        }
+        match name {
+            b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
+            | b"upgrade" => {
+                return Err("a connection-specific field");
+            }
+            b"te" if value != b"trailers" => return Err("TE other than trailers"),
+            b"cookie" => {
+                if !self.cookies.is_empty() {
+                    self.cookies.extend_from_slice(b"; ");
+                }
+                self.cookies.extend_from_slice(value);
+                return Ok(());
+            }
+            b"host" => self.host = true,
+            b"content-length" => {
+                if self.content_length.as_deref().is_some_and(|cl| cl != value) {
+                    return Err("two different content-length values");
+                }
+                self.content_length = Some(value.to_vec());
+            }
+            _ => {}
+        }
+        self.regular.push(name, value);
+        Ok(())
+    }
+
+    /// The request head and its `content-length`, or why the stream is malformed.
+    fn request(self) -> Result<(RequestHead, Option<u64>), &'static str> {
+        if let Some(why) = self.bad {
+            return Err(why);
+        }
+        let method = self.method.ok_or("no :method")?;
+        if self.protocol.is_some() {
+            return Err(":protocol is not supported");
+        }
+        let target = if method == "CONNECT" {
+            if self.scheme.is_some() || self.path.is_some() {
+                return Err("CONNECT with :scheme or :path");
+            }
+            let authority = self
+                .authority
+                .as_deref()
+                .ok_or("CONNECT without :authority")?;
+            String::from_utf8(authority.to_vec()).map_err(|_| ":authority not UTF-8")?
+        } else {
+            if self.scheme.is_none() {
+                return Err("no :scheme");
+            }
+            let path = self.path.ok_or("no :path")?;
+            if path.is_empty() {
+                return Err("an empty :path");
+            }
+            path
+        };
+        let content_length = match &self.content_length {
+            None => None,
+            Some(v) if !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit) => {
+                std::str::from_utf8(v).ok().and_then(|v| v.parse().ok())
+            }
+            Some(_) => return Err("a content-length that is not a number"),
+        };
+        let mut fields = FieldList::default();
+        // [H2]: `:authority` is the Host (RFC 9113 §8.3.1), in front of the rest.
+        match &self.authority {
+            Some(authority) => fields.push(b"host", authority),
+            None if !self.host => return Err("neither :authority nor host"),
+            None => {}
+        }
+        for (name, value) in self.regular.iter() {
+            if !(name == b"host" && self.authority.is_some()) {
+                fields.push(name, value);
+            }
+        }
+        if !self.cookies.is_empty() {
+            fields.push(b"cookie", &self.cookies);
+        }
+        let head = RequestHead {
+            method,
+            target,
+            minor: 1,
+            fields,
+        };
+        Ok((head, content_length))
+    }
+
+    /// Trailers as `Name: value` lines.
+    fn trailers(self) -> Result<Vec<u8>, &'static str> {
+        if let Some(why) = self.bad {
+            return Err(why);
+        }
+        if self.method.is_some()
+            || self.path.is_some()
+            || self.scheme.is_some()
+            || self.authority.is_some()
+        {
+            return Err("a pseudo-header in trailers");
+        }
+        let mut lines = Vec::new();
+        for (name, value) in self.regular.iter() {
+            if crate::head::allowed_in_trailer(name) {
+                lines.extend_from_slice(name);
+                lines.extend_from_slice(b": ");
+                lines.extend_from_slice(value);
+                lines.extend_from_slice(b"\r\n");
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// A byte of a field name as HTTP/2 has it: a token character, not upper case.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
