@@ -16,7 +16,7 @@
 //! the connection) ends the connection with GOAWAY. The limits of SPEC [H2] end it
 //! with `ENHANCE_YOUR_CALM`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::frame::{
@@ -145,6 +145,9 @@ pub struct H2 {
     /// The highest stream id the client opened.
     last_stream: u32,
     block: Option<Block>,
+    /// Streams hawkey reset lately: frames the client sent before it saw the reset
+    /// are dropped, not answered with another (§5.4.2).
+    reset_lately: VecDeque<u32>,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE, and the connection's windows.
     initial_window: i64,
     send_window: i64,
@@ -180,6 +183,7 @@ impl H2 {
             streams: BTreeMap::new(),
             last_stream: 0,
             block: None,
+            reset_lately: VecDeque::new(),
             initial_window: 65_535,
             send_window: 65_535,
             recv_window: i64::from(CONN_WINDOW),
@@ -487,6 +491,9 @@ impl H2 {
         }
         let Some(stream) = self.streams.get_mut(&d.stream).filter(|s| !s.remote_ended) else {
             self.give_back_conn(d.flow_len);
+            if self.reset_lately.contains(&d.stream) {
+                return Ok(());
+            }
             return Err(stream_error(
                 d.stream,
                 Code::StreamClosed,
@@ -665,6 +672,9 @@ impl H2 {
     }
 
     fn on_trailers(&mut self, id: u32, end_stream: bool, fields: Fields) -> Result<(), FrameError> {
+        if !self.streams.contains_key(&id) && self.reset_lately.contains(&id) {
+            return Ok(());
+        }
         let Some(stream) = self.streams.get_mut(&id).filter(|s| !s.remote_ended) else {
             return Err(connection_error(
                 Code::StreamClosed,
@@ -789,6 +799,7 @@ impl H2 {
 
     fn reset(&mut self, id: u32, code: Code) {
         rst_stream::write(id, code, &mut self.output);
+        self.remember_reset(id);
         if let Some(stream) = self.streams.remove(&id) {
             self.give_back_conn(stream.recv.len());
             self.events.push(Event::Reset { stream: id });
@@ -808,10 +819,18 @@ impl H2 {
         self.anomalies = self.anomalies.saturating_sub(1);
         if !stream.is_closed() {
             rst_stream::write(id, Code::NoError, &mut self.output);
+            self.remember_reset(id);
         }
         if let Some(stream) = self.streams.remove(&id) {
             self.give_back_conn(stream.recv.len());
         }
+    }
+
+    fn remember_reset(&mut self, id: u32) {
+        if self.reset_lately.len() == 32 {
+            self.reset_lately.pop_front();
+        }
+        self.reset_lately.push_back(id);
     }
 
     /// Moves queued answer bytes into DATA frames, the streams taking turns, within
@@ -1186,4 +1205,504 @@ impl Fields {
 /// A byte of a field name as HTTP/2 has it: a token character, not upper case.
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::h2::frame::flag;
+    use crate::head::Fields as _;
+
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 16 * 1024,
+        header: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(60),
+    };
+
+    /// A client: frames written with the codec and an HPACK encoder of its own.
+    #[derive(Default)]
+    struct Client {
+        hpack: Encoder,
+        wire: Vec<u8>,
+    }
+
+    impl Client {
+        fn start() -> Client {
+            let mut c = Client::default();
+            c.wire.extend_from_slice(PREFACE);
+            settings::write(&[], &mut c.wire);
+            c
+        }
+
+        fn headers(
+            &mut self,
+            stream: u32,
+            fields: &[(&str, &str)],
+            end_stream: bool,
+        ) -> &mut Client {
+            let mut block = Vec::new();
+            self.hpack.encode(
+                fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+                &mut block,
+            );
+            Headers::write(stream, &block, end_stream, &mut self.wire);
+            self
+        }
+
+        fn get(&mut self, stream: u32, path: &str) -> &mut Client {
+            let fields = [
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", path),
+                (":authority", "h"),
+            ];
+            self.headers(stream, &fields, true)
+        }
+
+        fn data(&mut self, stream: u32, bytes: &[u8], end: bool) -> &mut Client {
+            Data::write_header(stream, bytes.len(), end, &mut self.wire);
+            self.wire.extend_from_slice(bytes);
+            self
+        }
+
+        fn raw(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> &mut Client {
+            Header::write(kind, flags, stream, payload.len(), &mut self.wire);
+            self.wire.extend_from_slice(payload);
+            self
+        }
+    }
+
+    /// A frame as the tests read it back.
+    #[derive(Debug)]
+    struct Seen {
+        kind: u8,
+        flags: u8,
+        stream: u32,
+        payload: Vec<u8>,
+    }
+
+    fn feed(h2: &mut H2, bytes: &[u8], now: Instant) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let space = h2.input_space();
+            let n = space.len().min(bytes.len() - at);
+            space[..n].copy_from_slice(&bytes[at..at + n]);
+            h2.received(n);
+            at += n;
+            while h2.process(now) {}
+        }
+    }
+
+    fn drain(h2: &mut H2) -> Vec<Seen> {
+        let mut bytes = Vec::new();
+        loop {
+            let out = h2.output().to_vec();
+            if out.is_empty() {
+                break;
+            }
+            h2.wrote(out.len());
+            bytes.extend_from_slice(&out);
+        }
+        let mut seen = Vec::new();
+        let mut at = 0;
+        while let Some(h) = Header::parse(&bytes[at..]) {
+            seen.push(Seen {
+                kind: h.kind,
+                flags: h.flags,
+                stream: h.stream,
+                payload: bytes[at + HEADER_LEN..at + HEADER_LEN + h.len].to_vec(),
+            });
+            at += HEADER_LEN + h.len;
+        }
+        assert_eq!(at, bytes.len(), "whole frames only");
+        seen
+    }
+
+    fn goaway_code(seen: &[Seen]) -> Option<u32> {
+        let g = seen.iter().find(|f| f.kind == kind::GOAWAY)?;
+        Some(u32::from_be_bytes(g.payload[4..8].try_into().unwrap()))
+    }
+
+    fn rst_codes(seen: &[Seen]) -> Vec<(u32, u32)> {
+        seen.iter()
+            .filter(|f| f.kind == kind::RST_STREAM)
+            .map(|f| {
+                (
+                    f.stream,
+                    u32::from_be_bytes(f.payload[..4].try_into().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    fn requests(events: &[Event]) -> Vec<(u32, String, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Request { stream, head, .. } => {
+                    Some((*stream, head.method.clone(), head.target.clone()))
+                }
+                Event::Reset { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_request_cut_at_every_offset_gives_the_same_events() {
+        let mut c = Client::start();
+        c.headers(
+            1,
+            &[
+                (":method", "POST"),
+                (":scheme", "https"),
+                (":path", "/up?x"),
+                (":authority", "example.com"),
+                ("cookie", "a=1"),
+                ("content-length", "5"),
+                ("cookie", "b=2"),
+            ],
+            false,
+        )
+        .data(1, b"hello", true);
+        let wire = c.wire.clone();
+        let t0 = Instant::now();
+        for cut in 0..=wire.len() {
+            let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+            feed(&mut h2, &wire[..cut], t0);
+            feed(&mut h2, &wire[cut..], t0);
+            let events = h2.take_events();
+            let [
+                Event::Request {
+                    stream: 1,
+                    head,
+                    body,
+                },
+            ] = &events[..]
+            else {
+                panic!("cut at {cut}: {events:?}");
+            };
+            assert_eq!(
+                (head.method.as_str(), head.target.as_str()),
+                ("POST", "/up?x")
+            );
+            assert_eq!(head.first("host"), Some(&b"example.com"[..]));
+            assert_eq!(head.first("cookie"), Some(&b"a=1; b=2"[..]));
+            assert_eq!(*body, BodyLength::Exact(5));
+            assert_eq!(h2.body(1), b"hello");
+            h2.consume(1, 5);
+            assert_eq!(h2.body_ended(1), Some(&[][..]));
+        }
+    }
+
+    #[test]
+    fn an_answer_goes_out_as_headers_data_and_end() {
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        feed(&mut h2, &Client::start().get(1, "/").wire, t0);
+        let first = drain(&mut h2);
+        assert_eq!(first[0].kind, kind::SETTINGS);
+        assert!(
+            first
+                .iter()
+                .any(|f| f.kind == kind::SETTINGS && f.flags == flag::ACK)
+        );
+        assert_eq!(requests(&h2.take_events()), [(1, "GET".into(), "/".into())]);
+        h2.send_head(1, 200, &[(b"content-type", b"text/plain")], false);
+        assert_eq!(h2.room(1), STREAM_OUT);
+        h2.send_data(1, &[b'x'; 20_000]);
+        h2.send_end(1, b"x-sum: 7\r\n");
+        let seen = drain(&mut h2);
+        let kinds: Vec<(u8, u8, usize)> = seen
+            .iter()
+            .map(|f| (f.kind, f.flags, f.payload.len()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (kind::HEADERS, flag::END_HEADERS, kinds[0].2),
+                (kind::DATA, 0, MAX_FRAME),
+                (kind::DATA, 0, 20_000 - MAX_FRAME),
+                (
+                    kind::HEADERS,
+                    flag::END_HEADERS | flag::END_STREAM,
+                    kinds[3].2
+                ),
+            ]
+        );
+        let mut d = Decoder::default();
+        let mut fields = Vec::new();
+        d.decode(&seen[0].payload, 1 << 16, 100, &mut |n, v| {
+            fields.push((n.to_vec(), v.to_vec()))
+        })
+        .unwrap();
+        assert_eq!(fields[0], (b":status".to_vec(), b"200".to_vec()));
+        assert!(h2.is_idle(), "the stream is done and forgotten");
+    }
+
+    #[test]
+    fn data_waits_for_the_window_and_streams_take_turns() {
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        let mut c = Client::start();
+        // The client grants 10 bytes per stream.
+        settings::write(&[(settings::INITIAL_WINDOW_SIZE, 10)], &mut c.wire);
+        c.get(1, "/a").get(3, "/b");
+        feed(&mut h2, &c.wire, t0);
+        drain(&mut h2);
+        for id in [1, 3] {
+            h2.send_head(id, 200, &[], false);
+            h2.send_data(id, &[b'a'; 25]);
+            h2.send_end(id, b"");
+        }
+        let data: Vec<(u32, usize)> = drain(&mut h2)
+            .iter()
+            .filter(|f| f.kind == kind::DATA)
+            .map(|f| (f.stream, f.payload.len()))
+            .collect();
+        assert_eq!(data, [(1, 10), (3, 10)]);
+        let mut more = Vec::new();
+        window_update::write(3, 100, &mut more);
+        feed(&mut h2, &more, t0);
+        let data: Vec<(u32, usize, u8)> = drain(&mut h2)
+            .iter()
+            .filter(|f| f.kind == kind::DATA)
+            .map(|f| (f.stream, f.payload.len(), f.flags))
+            .collect();
+        assert_eq!(
+            data,
+            [(3, 15, flag::END_STREAM)],
+            "stream 1 waits for its window"
+        );
+        assert!(h2.is_open(1));
+    }
+
+    #[test]
+    fn malformed_requests_are_stream_errors() {
+        let t0 = Instant::now();
+        let bad: [&[(&str, &str)]; 6] = [
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "h"),
+                ("Upper", "x"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("connection", "close"),
+                (":authority", "h"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "h"),
+                ("te", "gzip"),
+            ],
+            &[(":method", "GET"), (":path", "/"), (":authority", "h")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "h"),
+                ("x", "a\r\nb: c"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("x", "1"),
+                (":authority", "h"),
+            ],
+        ];
+        for fields in bad {
+            let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+            let mut c = Client::start();
+            c.headers(1, fields, true).get(3, "/fine");
+            feed(&mut h2, &c.wire, t0);
+            assert_eq!(
+                rst_codes(&drain(&mut h2)),
+                [(1, Code::Protocol.value())],
+                "{fields:?}"
+            );
+            assert_eq!(
+                requests(&h2.take_events()),
+                [(3, "GET".into(), "/fine".into())]
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_longer_than_its_content_length_resets_the_stream() {
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        let mut c = Client::start();
+        let fields = [
+            (":method", "PUT"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "h"),
+            ("content-length", "2"),
+        ];
+        c.headers(1, &fields, false).data(1, b"abc", true);
+        feed(&mut h2, &c.wire, t0);
+        assert_eq!(rst_codes(&drain(&mut h2)), [(1, Code::Protocol.value())]);
+        let events = h2.take_events();
+        assert!(
+            matches!(
+                events[..],
+                [Event::Request { .. }, Event::Reset { stream: 1 }]
+            ),
+            "{events:?}"
+        );
+    }
+
+    fn calm(wire: &[u8]) -> Option<u32> {
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        feed(&mut h2, wire, t0);
+        goaway_code(&drain(&mut h2))
+    }
+
+    #[test]
+    fn floods_end_the_connection_calmly() {
+        let calm_code = Some(Code::EnhanceYourCalm.value());
+        // Rapid reset: streams opened and reset before their answer.
+        let mut c = Client::start();
+        for i in 0..=RESET_BUDGET {
+            let id = 2 * i + 1;
+            c.get(id, "/")
+                .raw(kind::RST_STREAM, 0, id, &8u32.to_be_bytes());
+        }
+        assert_eq!(calm(&c.wire), calm_code, "rapid reset");
+        // PING, SETTINGS, empty DATA and PRIORITY floods.
+        let floods: [(u8, &[u8]); 3] = [
+            (kind::PING, &[0; 8]),
+            (kind::SETTINGS, &[]),
+            (kind::PRIORITY, &[0, 0, 0, 0, 1]),
+        ];
+        for (k, payload) in floods {
+            let mut c = Client::start();
+            let stream = if k == kind::PRIORITY { 1 } else { 0 };
+            for _ in 0..=ANOMALY_BUDGET {
+                c.raw(k, 0, stream, payload);
+            }
+            assert_eq!(calm(&c.wire), calm_code, "flood of {k}");
+        }
+        let mut c = Client::start();
+        c.headers(
+            1,
+            &[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "h"),
+            ],
+            false,
+        );
+        for _ in 0..=ANOMALY_BUDGET {
+            c.data(1, b"", false);
+        }
+        assert_eq!(calm(&c.wire), calm_code, "empty DATA");
+        // A header block that never ends: CONTINUATION after CONTINUATION.
+        let mut c = Client::start();
+        c.raw(kind::HEADERS, 0, 1, &[0x82]);
+        for _ in 0..200 {
+            c.raw(kind::CONTINUATION, 0, 1, &[0x82; 100]);
+        }
+        assert_eq!(calm(&c.wire), calm_code, "CONTINUATION flood");
+        let mut c = Client::start();
+        c.raw(kind::HEADERS, 0, 1, &[0x82]);
+        for _ in 0..=ANOMALY_BUDGET {
+            c.raw(kind::CONTINUATION, 0, 1, &[]);
+        }
+        assert_eq!(calm(&c.wire), calm_code, "empty CONTINUATION flood");
+    }
+
+    #[test]
+    fn protocol_errors_end_the_connection() {
+        let protocol = Some(Code::Protocol.value());
+        assert_eq!(
+            calm(b"GET / HTTP/1.1\r\n\r\n0123456789"),
+            protocol,
+            "not the preface"
+        );
+        let mut c = Client::start();
+        c.get(5, "/").get(3, "/");
+        assert_eq!(
+            calm(&c.wire),
+            Some(Code::StreamClosed.value()),
+            "a stream id going backwards"
+        );
+        let mut c = Client::start();
+        c.get(2, "/");
+        assert_eq!(calm(&c.wire), protocol, "an even stream id");
+        let mut c = Client::start();
+        c.raw(kind::HEADERS, 0, 1, &[0x82]).get(3, "/");
+        assert_eq!(calm(&c.wire), protocol, "a header block cut by another");
+        let mut c = Client::start();
+        c.raw(kind::PUSH_PROMISE, flag::END_HEADERS, 1, &[0, 0, 0, 2]);
+        assert_eq!(calm(&c.wire), protocol, "PUSH_PROMISE");
+        let mut c = Client::start();
+        c.raw(kind::HEADERS, flag::END_HEADERS, 1, &[0xff, 0xff, 0x7f]);
+        assert_eq!(calm(&c.wire), Some(Code::Compression.value()), "HPACK");
+        let mut c = Client::start();
+        c.headers(
+            1,
+            &[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "h"),
+            ],
+            false,
+        );
+        for _ in 0..80 {
+            c.data(1, &[0; 16_384], false); // past the stream's 64 KiB window
+        }
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        feed(&mut h2, &c.wire, t0);
+        let seen = drain(&mut h2);
+        assert_eq!(rst_codes(&seen), [(1, Code::FlowControl.value())]);
+    }
+
+    #[test]
+    fn the_deadlines_are_header_ms_then_keep_alive_ms() {
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        assert_eq!(h2.deadline(), Some(t0 + LIMITS.header));
+        feed(&mut h2, &Client::start().wire, t0);
+        assert_eq!(h2.deadline(), Some(t0 + LIMITS.keep_alive));
+        let t1 = t0 + Duration::from_secs(1);
+        feed(&mut h2, &Client::default().get(1, "/").wire, t1);
+        assert_eq!(h2.deadline(), None, "a stream is open");
+        h2.send_head(1, 204, &[], true);
+        h2.touch(t1);
+        assert_eq!(h2.deadline(), Some(t1 + LIMITS.keep_alive));
+        h2.expire(t1 + LIMITS.keep_alive);
+        assert_eq!(goaway_code(&drain(&mut h2)), Some(Code::NoError.value()));
+        assert!(h2.is_finished());
+    }
+
+    #[test]
+    fn a_stop_answers_the_open_streams_first() {
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        feed(&mut h2, &Client::start().get(1, "/").wire, t0);
+        drain(&mut h2);
+        h2.stop();
+        assert_eq!(goaway_code(&drain(&mut h2)), Some(0));
+        assert!(!h2.is_finished());
+        feed(&mut h2, &Client::default().get(3, "/late").wire, t0);
+        assert_eq!(
+            requests(&h2.take_events()),
+            [(1, "GET".into(), "/".into())],
+            "stream 3 comes after the GOAWAY"
+        );
+        h2.send_head(1, 204, &[], true);
+        assert!(h2.is_finished());
+    }
 }
