@@ -329,10 +329,17 @@ fn t_a_partial_record_dribbled_after_a_request_is_closed_at_keep_alive_ms() {
 }
 
 #[test]
-fn t_alpn_negotiates_http11_when_h2_is_offered_first() {
+fn t_alpn_prefers_h2_and_keeps_http11() {
     let backend = Backend::fixed("hello");
     let hawkey = TlsHawkey::start(route_config("^/", &backend));
-    let config = client_config_with(&["h2", "http/1.1"], rustls::DEFAULT_VERSIONS);
+    let config = client_config_with(&["http/1.1", "h2"], rustls::DEFAULT_VERSIONS);
+    let tls = handshake(hawkey.https, &config).unwrap();
+    assert_eq!(
+        tls.conn.alpn_protocol(),
+        Some(b"h2".as_slice()),
+        "hawkey's preference wins"
+    );
+    let config = client_config_with(&["http/1.1"], rustls::DEFAULT_VERSIONS);
     let mut tls = handshake(hawkey.https, &config).unwrap();
     assert_eq!(tls.conn.alpn_protocol(), Some(b"http/1.1".as_slice()));
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -344,7 +351,7 @@ fn t_alpn_negotiates_http11_when_h2_is_offered_first() {
 fn t_alpn_without_common_protocol_gets_alert() {
     let backend = Backend::fixed("hello");
     let hawkey = TlsHawkey::start(route_config("^/", &backend));
-    let config = client_config_with(&["h2"], rustls::DEFAULT_VERSIONS);
+    let config = client_config_with(&["spdy/3.1"], rustls::DEFAULT_VERSIONS);
     let err = handshake(hawkey.https, &config).expect_err("handshake without a common ALPN");
     assert_eq!(
         tls_error(&err),

@@ -1,0 +1,392 @@
+//! HTTP/2 to clients [H2] from outside: real clients (`curl`, `nghttp`) against the
+//! real binary, with prior knowledge on the plain listener and ALPN `h2` over TLS;
+//! uploads, large downloads, trailers, many streams on one connection, the access
+//! log's protocol, and hostile clients (rapid reset, floods, an endless header
+//! block) written with the frame codec, each closed with GOAWAY while another
+//! client is served. `.ci/run` installs curl and nghttp2-client.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use hawkey::front::h2::conn::PREFACE;
+use hawkey::front::h2::frame::{
+    Code, HEADER_LEN, Header, headers::Headers, kind, rst_stream, settings,
+};
+use hawkey::front::h2::hpack::Encoder;
+use serde_json::{Value, json};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs a client tool; panics with its output if it cannot start.
+fn tool(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"))
+}
+
+/// `curl -s` with `args`, `-w` giving `%{http_code} %{http_version}` on the last
+/// line: (status, version, body).
+fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
+    let mut all = vec![
+        "-s",
+        "--max-time",
+        "20",
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ];
+    all.extend_from_slice(args);
+    let out = tool("curl", &all);
+    let text = out.stdout;
+    let split = text
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("curl's -w line");
+    let tail = String::from_utf8_lossy(&text[split + 1..]).into_owned();
+    let (code, version) = tail.split_once(' ').expect("code and version");
+    (
+        code.parse().unwrap_or(0),
+        version.to_string(),
+        text[..split].to_vec(),
+    )
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// A site: `/static/` files, `/echo` (answers with what it was sent, and its head),
+/// `/big` (8 MiB), `/trailers` (a chunked answer with a trailer), `/api` (fixed).
+struct Site {
+    hawkey: Hawkey,
+    echo: Backend,
+    _big: Backend,
+    _www: TempDir,
+}
+
+const BIG: usize = 8 * 1024 * 1024;
+
+fn big_body() -> Vec<u8> {
+    let mut body = vec![0u8; BIG];
+    XorShift(7).fill(&mut body);
+    body
+}
+
+fn site(extra: Value) -> Site {
+    let www = TempDir::new();
+    www.write("static/a.txt", b"a static file\n");
+    let echo = Backend::start(|req| {
+        let head = format!(
+            "method={} target={} host={} cookie={} proto={} te={} len={}",
+            req.method,
+            req.target,
+            req.header("host").unwrap_or("-"),
+            req.header("cookie").unwrap_or("-"),
+            req.header("x-forwarded-proto").unwrap_or("-"),
+            req.header("transfer-encoding").unwrap_or("-"),
+            req.body.len()
+        );
+        if req.target == "/echo/trailers" {
+            let body = format!("{head}\n");
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n{:x}\r\n{body}\r\n0\r\nx-checksum: 1234\r\n\r\n",
+                body.len()
+            );
+            return Reply::Bytes(reply.into_bytes());
+        }
+        ok(&head)
+    });
+    let body = big_body();
+    let big = Backend::start(move |_| {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {BIG}\r\n\r\n"
+        )
+        .into_bytes();
+        reply.extend_from_slice(&body);
+        Reply::Bytes(reply)
+    });
+    let mut config = json!({
+        "serverRoot": www.path().display().to_string(),
+        "staticDir": "static",
+        "accessLog": "access.log",
+        "proxy": [
+            { "pathRegExp": "^/echo", "authority": echo.authority() },
+            { "pathRegExp": "^/big", "authority": big.authority() },
+        ],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    Site {
+        hawkey: Hawkey::start(config),
+        echo,
+        _big: big,
+        _www: www,
+    }
+}
+
+#[test]
+fn h2_prior_knowledge_serves_static_files_and_proxies() {
+    let s = site(json!({}));
+    let addr = s.hawkey.addr;
+    let (status, version, body) = curl(&["--http2-prior-knowledge", &url(addr, "/static/a.txt")]);
+    assert_eq!(
+        (status, version.as_str(), &body[..]),
+        (200, "2", &b"a static file\n"[..])
+    );
+    let (status, version, body) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "Cookie: a=1; b=2",
+        &url(addr, "/echo/x?q=1"),
+    ]);
+    assert_eq!((status, version.as_str()), (200, "2"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.starts_with("method=GET target=/echo/x?q=1 host=127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("proto=http te=-"), "{text}");
+    assert!(text.contains("cookie=a=1; b=2 "), "{text}");
+    let (status, _, body) = curl(&["--http2-prior-knowledge", &url(addr, "/nothing")]);
+    assert_eq!((status, &body[..]), (404, &b"404 Not Found\n"[..]));
+    let (status, _, body) = curl(&["--http2-prior-knowledge", "-I", &url(addr, "/static/a.txt")]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("content-length: 14"));
+}
+
+#[test]
+fn h2_uploads_reach_the_backend_whole() {
+    let s = site(json!({}));
+    let dir = TempDir::new();
+    let mut upload = vec![0u8; 3 * 1024 * 1024 + 17];
+    XorShift(3).fill(&mut upload);
+    let file = dir.write("upload.bin", &upload);
+    let data = format!("@{}", file.display());
+    let (status, _, body) = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        &data,
+        &url(s.hawkey.addr, "/echo/up"),
+    ]);
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("method=POST target=/echo/up"), "{text}");
+    assert!(text.ends_with(&format!("len={}", upload.len())), "{text}");
+    let got = &s.echo.requests()[0];
+    assert_eq!(got.body, upload, "the backend got the upload byte for byte");
+    assert_eq!(
+        got.header("content-length"),
+        Some(upload.len().to_string().as_str())
+    );
+    // Without a length, the body goes to the backend chunked.
+    let (status, _, body) = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        &data,
+        "-H",
+        "Content-Length:",
+        &url(s.hawkey.addr, "/echo/chunked"),
+    ]);
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains(&format!("te=chunked len={}", upload.len())),
+        "{text}"
+    );
+}
+
+#[test]
+fn h2_large_download_and_trailers() {
+    let s = site(json!({}));
+    let (status, _, body) = curl(&["--http2-prior-knowledge", &url(s.hawkey.addr, "/big")]);
+    assert_eq!(status, 200);
+    assert!(
+        body == big_body(),
+        "8 MiB came back byte for byte ({} bytes)",
+        body.len()
+    );
+    let out = tool("nghttp", &["-nv", &url(s.hawkey.addr, "/echo/trailers")]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}");
+    let trailer_at = log
+        .find("x-checksum: 1234")
+        .expect("the trailer reached the client");
+    let data_at = log.find("recv DATA frame").expect("a DATA frame");
+    assert!(
+        data_at < trailer_at,
+        "the trailer comes after the body: {log}"
+    );
+}
+
+#[test]
+fn h2_many_streams_share_one_connection_and_the_log_says_http2() {
+    let s = site(json!({}));
+    let addr = s.hawkey.addr;
+    let targets: Vec<String> = (0..20)
+        .map(|i| match i % 2 {
+            0 => url(addr, &format!("/static/a.txt?{i}")),
+            _ => url(addr, &format!("/echo/{i}")),
+        })
+        .collect();
+    let mut args = vec!["-n", "-s", "-m", "1"];
+    args.extend(targets.iter().map(String::as_str));
+    let out = tool("nghttp", &args);
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stats}");
+    assert_eq!(stats.matches(" 200 ").count(), 20, "{stats}");
+    let log = s.hawkey.dir.path().join("access.log");
+    let ok = poll_until(Instant::now() + Duration::from_secs(3), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.matches("HTTP/2.0\" 200").count() == 20)
+    });
+    assert!(ok, "{:?}", std::fs::read_to_string(&log));
+}
+
+#[test]
+fn h2_over_tls_is_chosen_by_alpn() {
+    let s = site(json!({
+        "pems": { "key": fixture("rsa-pkcs8.key"), "cert": fixture("rsa-pkcs8.chain.pem") },
+    }));
+    let port = s.hawkey.addr.port();
+    let ca = fixture("ca.pem").display().to_string();
+    let https = format!("https://localhost:{port}/echo/tls");
+    let (status, version, body) = curl(&["--http2", "--cacert", &ca, &https]);
+    assert_eq!((status, version.as_str()), (200, "2"));
+    assert!(String::from_utf8_lossy(&body).contains("proto=https"));
+    let (status, version, _) = curl(&["--http1.1", "--cacert", &ca, &https]);
+    assert_eq!(
+        (status, version.as_str()),
+        (200, "1.1"),
+        "http/1.1 is still offered"
+    );
+}
+
+// ------------------------------------------------------------- hostile clients
+
+/// A raw HTTP/2 client: preface and SETTINGS sent.
+fn h2_client(addr: SocketAddr) -> TcpStream {
+    let mut s = connect(addr);
+    let mut hello = PREFACE.to_vec();
+    settings::write(&[], &mut hello);
+    send(&mut s, &hello);
+    s
+}
+
+fn get_block(hpack: &mut Encoder) -> Vec<u8> {
+    let mut block = Vec::new();
+    let fields: [(&[u8], &[u8]); 4] = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":path", b"/echo/slow"),
+        (b":authority", b"h"),
+    ];
+    hpack.encode(fields, &mut block);
+    block
+}
+
+/// Reads frames until a GOAWAY (its error code) or the end.
+fn read_goaway(s: &mut TcpStream) -> Option<u32> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        while let Some(h) = Header::parse(&buf) {
+            if buf.len() < HEADER_LEN + h.len {
+                break;
+            }
+            if h.kind == kind::GOAWAY {
+                let p = &buf[HEADER_LEN..];
+                return Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+            }
+            buf.drain(..HEADER_LEN + h.len);
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// `attack` is written by a client; it must end with GOAWAY `code`, and a fresh
+/// client is served meanwhile.
+fn assert_goaway(attack: &[u8], code: Code, what: &str) {
+    let s = site(json!({}));
+    let mut c = h2_client(s.hawkey.addr);
+    let _ = c.write_all(attack);
+    assert_eq!(read_goaway(&mut c), Some(code.value()), "{what}");
+    let (status, _, _) = curl(&[
+        "--http2-prior-knowledge",
+        &url(s.hawkey.addr, "/static/a.txt"),
+    ]);
+    assert_eq!(status, 200, "another client is served after {what}");
+    assert!(s.hawkey.stderr().lines().all(|l| !l.contains("panicked")));
+}
+
+#[test]
+fn h2_rapid_reset_is_calmed() {
+    let mut hpack = Encoder::default();
+    let mut attack = Vec::new();
+    for i in 0..1000u32 {
+        let id = 2 * i + 1;
+        Headers::write(id, &get_block(&mut hpack), true, &mut attack);
+        rst_stream::write(id, Code::Cancel, &mut attack);
+    }
+    assert_goaway(&attack, Code::EnhanceYourCalm, "CVE-2023-44487");
+}
+
+#[test]
+fn h2_floods_and_endless_header_blocks_are_calmed() {
+    let mut ping = Vec::new();
+    for _ in 0..5000 {
+        hawkey::front::h2::frame::ping::write([1; 8], false, &mut ping);
+    }
+    assert_goaway(&ping, Code::EnhanceYourCalm, "a PING flood");
+    let mut settings_flood = Vec::new();
+    for _ in 0..5000 {
+        settings::write(&[(settings::ENABLE_PUSH, 0)], &mut settings_flood);
+    }
+    assert_goaway(&settings_flood, Code::EnhanceYourCalm, "a SETTINGS flood");
+    let mut endless = Vec::new();
+    Header::write(kind::HEADERS, 0, 1, 1, &mut endless);
+    endless.push(0x82);
+    for _ in 0..100 {
+        Header::write(kind::CONTINUATION, 0, 1, 1000, &mut endless);
+        endless.extend_from_slice(&[0x82; 1000]);
+    }
+    assert_goaway(&endless, Code::EnhanceYourCalm, "a CONTINUATION flood");
+    // An HPACK bomb: one large entry, then thousands of one-byte references to it.
+    let mut bomb_block = vec![0x40, 5];
+    bomb_block.extend_from_slice(b"x-big");
+    bomb_block.extend_from_slice(&[0x7f, 0x81, 0x1e]); // a 3 968-byte value
+    bomb_block.extend(std::iter::repeat_n(b'a', 3968));
+    bomb_block.extend(std::iter::repeat_n(0xbe, 5000));
+    let mut bomb = Vec::new();
+    Headers::write(1, &bomb_block, true, &mut bomb);
+    assert_goaway(&bomb, Code::EnhanceYourCalm, "an HPACK bomb");
+}
+
+#[test]
+fn h2_a_stream_id_going_backwards_ends_the_connection() {
+    let mut hpack = Encoder::default();
+    let mut attack = Vec::new();
+    Headers::write(5, &get_block(&mut hpack), true, &mut attack);
+    Headers::write(3, &get_block(&mut hpack), true, &mut attack);
+    let s = site(json!({}));
+    let mut c = h2_client(s.hawkey.addr);
+    send(&mut c, &attack);
+    let code = read_goaway(&mut c);
+    assert!(
+        code == Some(Code::Protocol.value()) || code == Some(Code::StreamClosed.value()),
+        "{code:?}"
+    );
+}
