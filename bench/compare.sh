@@ -55,8 +55,8 @@ usage: bench/compare.sh [--quick] [--json FILE]
 
 Benchmarks hawkey (release build) against nginx as a reverse proxy and against the
 backend directly, on loopback, and prints a Markdown table with hawkey/nginx ratios
-and PASS/MISS against the targets. Installs wrk, nginx, curl and openssl with apt-get
-if missing and runs 'cargo build --release' first.
+and PASS/MISS against the targets. Installs wrk, nginx, curl, openssl and h2load
+(nghttp2-client) with apt-get if missing and runs 'cargo build --release' first.
 
   --quick      a ~2-minute subset for regression checks: small keep-alive,
                connection per request, 1 MiB responses, idle RSS, 1000 idle
@@ -270,9 +270,11 @@ WRK_ERRORS=""
 
 ensure_tools() {
     local missing=() tool
-    for tool in wrk nginx curl openssl; do
+    for tool in wrk nginx curl openssl h2load; do
         if [ "$tool" = nginx ]; then
             command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+        elif [ "$tool" = h2load ]; then
+            command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
         else
             command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
         fi
@@ -406,13 +408,18 @@ write_nginx_proxy_conf() {
     [ "${3:-}" = 64k ] && big="    proxy_buffer_size 64k;
     proxy_buffers 8 64k;"
     if [ "${4:-}" = tls ]; then
-        listen_extra=" ssl"
+        # HTTP/2 by ALPN, as hawkey offers it (the listen flag nginx 1.22 knows; newer
+        # versions read it as `http2 on`)
+        listen_extra=" ssl http2"
         # full handshakes every time, TLS 1.2 and 1.3 like hawkey
         tls="    ssl_certificate $WORK/cert.pem;
     ssl_certificate_key $WORK/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache off;
-    ssl_session_tickets off;"
+    ssl_session_tickets off;
+    # h2load does not open a new connection when nginx closes one after its default
+    # 1000 requests: no limit, as hawkey has none
+    keepalive_requests 1000000;"
     fi
     {
         nginx_common "$name" 2
@@ -653,6 +660,56 @@ bench_tls() {
     done
 }
 
+# h2load_turn COLUMN: one measured round of HTTP/2 over TLS, small body
+h2load_turn() {
+    local col=$1 pids c0 c1 out done secs
+    pids=$(pids_of "${PID_OF[$col]}")
+    c0=$(cpu_ticks $pids)
+    out=$(h2load -c10 -m10 -D "$DUR" "https://127.0.0.1:${PORT_OF[$col]}/" 2>&1) \
+        || die "h2load against $col failed: $out"
+    c1=$(cpu_ticks $pids)
+    done=$(awk '/^requests:/ {print $8}' <<<"$out")
+    secs=$(awk '/^finished in/ {sub(/s,$/, "", $3); print $3}' <<<"$out")
+    [ -n "$done" ] && [ "$done" -gt 0 ] || die "no HTTP/2 request succeeded against $col: $out"
+    grep -q "^status codes: $done 2xx" <<<"$out" || log "  $col: not every answer was 2xx: $(grep '^status codes' <<<"$out")"
+    SUM_REQ[$col]=$((SUM_REQ[$col] + done))
+    SUM_US[$col]=$(calc "${SUM_US[$col]} + $secs * 1e6")
+    SUM_TICKS[$col]=$((SUM_TICKS[$col] + c1 - c0))
+}
+
+# bench_h2 COLUMN...: h2load -c10 -m10 small responses over TLS, and a 100 MiB
+# download over HTTP/2 (curl --http2), each in turns
+bench_h2() {
+    local col round i
+    log "$*: HTTP/2 over TLS, small body (h2load -c10 -m10, $ROUNDS rounds of ${DUR}s in turns)"
+    reset_sums "$@"
+    for col in "$@"; do
+        h2load -c10 -m10 -D "$WARM" "https://127.0.0.1:${PORT_OF[$col]}/" >/dev/null 2>&1 || true
+    done
+    for round in $(seq "$ROUNDS"); do
+        for col in $(in_turns "$round" "$@"); do h2load_turn "$col"; done
+    done
+    for col in "$@"; do
+        record h2_rps "$col" "$(rps_of "$col")"
+        record h2_cpu_us "$col" "$(cpu_of "$col")"
+    done
+    log "$*: 100 MiB download over HTTP/2 (curl --http2, $BIG_RUNS runs, in turns)"
+    declare -A speeds=()
+    for i in $(seq "$BIG_RUNS"); do
+        for col in $(in_turns "$i" "$@"); do
+            local out code size t version
+            out=$(curl -sk --http2 -o /dev/null --max-time 60 \
+                -w '%{http_code} %{size_download} %{time_total} %{http_version}' \
+                "https://127.0.0.1:${PORT_OF[$col]}/100m") || die "HTTP/2 download through $col failed: $out"
+            read -r code size t version <<<"$out"
+            [ "$code" = 200 ] && [ "$size" = 104857600 ] && [ "$version" = 2 ] \
+                || die "HTTP/2 download through $col: $out"
+            speeds[$col]+=" $(calc "$size / $t / 1e6")"
+        done
+    done
+    for col in "$@"; do record h2_mib100_dl_MBps "$col" "$(median ${speeds[$col]})"; done
+}
+
 bench_startup() {
     log "start-up time to the first 200 ($STARTUPS samples each)"
     local out
@@ -729,6 +786,7 @@ run_tls() {
     start_column nginx nginx-tls "$P_NGINX_TLS" "" tls
     start_column hawkey hawkey-tls "$P_HAWKEY_TLS" "" tls
     bench_tls nginx hawkey
+    bench_h2 nginx hawkey
     stop_server "${PID_OF[nginx]}"
     stop_server "${PID_OF[hawkey]}"
 }
@@ -749,7 +807,7 @@ main() {
     meta machine "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -r)); wrk, the backend and the proxy share them, so absolute numbers are low: read the ratios"
     LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
     meta versions "$("$HAWKEY" --version 2>&1 | head -1); $("$NGINX" -v 2>&1 | head -1 | sed 's/^nginx version: //'); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(curl --version | head -1 | awk '{print $1, $2}')"
-    meta tls "self-signed $([ "$KEY_TYPE" = rsa ] && echo 'RSA 2048' || echo 'ECDSA P-256') cert; nginx: ssl_session_cache off, tickets off; handshake clients never resume"
+    meta tls "self-signed $([ "$KEY_TYPE" = rsa ] && echo 'RSA 2048' || echo 'ECDSA P-256') cert; nginx: ssl_session_cache off, tickets off, listen ... ssl http2, keepalive_requests 1000000; handshake clients never resume"
     meta mode "$([ "$QUICK" = 1 ] && echo "quick (${DUR} s runs)" || echo "full (${DUR} s runs, ${WARM} s warm-up)")"
     meta notes "nginx proxies: access_log off, client_max_body_size 0, worker_connections 16384, worker_rlimit_nofile = hard limit; backend: nginx, 2 workers, sendfile; direct CPU column = the backend's CPU"
 
