@@ -588,14 +588,16 @@ run_musl_idle() {       # the static build's idle RSS, with the hawkey column's 
     stop_server "$pid"
 }
 
-# bench_idle_clients COLUMN N: RSS and threads with N idle keep-alive clients held,
-# and how long a new client (curl) waits meanwhile
+# bench_idle_clients COLUMN N [h2]: RSS and threads with N idle keep-alive clients
+# held (HTTP/2 over TLS with h2), and how long a new client (curl) waits meanwhile
 bench_idle_clients() {
-    local col=$1 port=${PORT_OF[$1]} pid=${PID_OF[$1]} n=$2 ready="$WORK/idle-$1-$2.ready"
+    local col=$1 port=${PORT_OF[$1]} pid=${PID_OF[$1]} n=$2 h2=${3:-}
+    local ready="$WORK/idle-$1-$2$h2.ready" key="${3:-}idle$2" scheme=http curl_h2=""
     local holder i held t samples=()
-    log "$col: $n idle keep-alive clients"
+    [ "$h2" = h2 ] && scheme=https curl_h2="-k --http2"
+    log "$col: $n idle keep-alive clients${h2:+ (HTTP/2 over TLS)}"
     rm -f "$ready"
-    python3 "$LIB/idle_clients.py" 127.0.0.1 "$port" "$n" "$ready" 120 2>>"$WORK/idle_clients.err" &
+    python3 "$LIB/idle_clients.py" 127.0.0.1 "$port" "$n" "$ready" 120 $h2 2>>"$WORK/idle_clients.err" &
     holder=$!
     STARTED+=("$holder")
     for i in $(seq 600); do
@@ -606,19 +608,20 @@ bench_idle_clients() {
     [ -s "$ready" ] || die "idle client holder did not get ready ($(cat "$WORK/idle_clients.err" 2>/dev/null))"
     read -r held t <"$ready"
     [ "$held" = "$n" ] || log "  only $held of $n idle clients connected"
-    record "idle${n}_held" "$col" "$held"
+    record "${key}_held" "$col" "$held"
     sleep 1
     local pids
     pids=$(pids_of "$pid")
-    record "idle${n}_rss_MiB" "$col" "$(calc "$(status_sum VmRSS $pids) / 1024")"
-    record "idle${n}_threads" "$col" "$(status_sum Threads $pids)"
+    record "${key}_rss_MiB" "$col" "$(calc "$(status_sum VmRSS $pids) / 1024")"
+    record "${key}_threads" "$col" "$(status_sum Threads $pids)"
     for i in $(seq "$SAMPLES"); do
-        t=$(curl -s -o /dev/null --max-time 5 -w '%{time_total}' "http://127.0.0.1:$port/" || echo 5)
+        # shellcheck disable=SC2086 # curl_h2 is two flags or none
+        t=$(curl -s $curl_h2 -o /dev/null --max-time 5 -w '%{time_total}' "$scheme://127.0.0.1:$port/" || echo 5)
         samples+=("$(calc "$t * 1000")")
         sleep 0.1
     done
-    record "idle${n}_new_ms_median" "$col" "$(median "${samples[@]}")"
-    record "idle${n}_new_ms_max" "$col" "$(python3 -c 'import sys; print(max(map(float, sys.argv[1:])))' "${samples[@]}")"
+    record "${key}_new_ms_median" "$col" "$(median "${samples[@]}")"
+    record "${key}_new_ms_max" "$col" "$(python3 -c 'import sys; print(max(map(float, sys.argv[1:])))' "${samples[@]}")"
     stop_server "$holder"
     sleep 1     # let the server close the connections the holder left
 }
@@ -787,6 +790,8 @@ run_tls() {
     start_column hawkey hawkey-tls "$P_HAWKEY_TLS" "" tls
     bench_tls nginx hawkey
     bench_h2 nginx hawkey
+    local col
+    for col in nginx hawkey; do bench_idle_clients "$col" 1000 h2; done
     stop_server "${PID_OF[nginx]}"
     stop_server "${PID_OF[hawkey]}"
 }

@@ -31,6 +31,8 @@ ROWS = [
     ("h2_rps", "HTTP/2 over TLS, small body (h2load -c10 -m10)", "req/s", ("ratio", ">=", 1.0)),
     ("h2_cpu_us", "HTTP/2 over TLS: CPU per request", "µs", ("ratio", "<=", 1.0)),
     ("h2_mib100_dl_MBps", "100 MiB download over HTTP/2 (curl, median)", "MB/s", ("ratio", ">=", 0.9)),
+    ("h2idle1000_rss_MiB", "1000 idle HTTP/2 connections over TLS: RSS", "MiB", ("abs", "<=", 32.0)),
+    ("h2idle1000_new_ms_max", "1000 idle HTTP/2 connections: new client, max", "ms", None),
     ("rss_idle_MiB", "RSS at idle (after one request)", "MiB", ("abs", "<=", 4.0)),
     ("rss_idle_musl_MiB", "RSS at idle, static musl build", "MiB", ("abs", "<=", 4.0)),
     ("idle1000_rss_MiB", "1000 idle keep-alive clients: RSS", "MiB", None),
