@@ -53,6 +53,8 @@ const ANOMALY_BUDGET: u32 = 1000;
 /// complete answer may come first); past this many, the request is cut short with
 /// RST_STREAM NO_ERROR.
 const MAX_DRAINING: usize = 32;
+/// A WINDOW_UPDATE smaller than this counts against the anomaly budget.
+const SMALL_UPDATE: u32 = 1024;
 /// The most a window may be (§6.9.1).
 const WINDOW_MAX: i64 = 0x7fff_ffff;
 
@@ -64,6 +66,8 @@ pub struct Limits {
     pub header: Duration,
     /// `keepAliveMs`: a connection with no stream open closes after it.
     pub keep_alive: Duration,
+    /// `upstreamMs`: how long an answer may wait for the client's window.
+    pub send: Duration,
 }
 
 /// What the client's frames say, for the driver.
@@ -105,6 +109,8 @@ struct Stream {
     end_trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     /// END_STREAM (or RST_STREAM) went out.
     local_ended: bool,
+    /// Since when answer bytes wait for a window the client does not open.
+    blocked_since: Option<Instant>,
 }
 
 impl Stream {
@@ -166,6 +172,8 @@ pub struct H2 {
     /// stream open) its next request.
     since: Instant,
     client_closed: bool,
+    /// The time of the last `process`, for what `output` does.
+    clock: Instant,
     /// The reason of the GOAWAY hawkey sent, for the log.
     pub goaway: Option<(Code, &'static str)>,
 }
@@ -198,6 +206,7 @@ impl H2 {
             events: Vec::new(),
             since: now,
             client_closed: false,
+            clock: now,
             goaway: None,
         };
         let max_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
@@ -250,6 +259,7 @@ impl H2 {
 
     /// Takes the frames received, at most `FRAMES_PER_STEP`; whether any were taken.
     pub fn process(&mut self, now: Instant) -> bool {
+        self.clock = now;
         let mut moved = false;
         for _ in 0..FRAMES_PER_STEP {
             match self.next_frame(now) {
@@ -421,6 +431,10 @@ impl H2 {
     }
 
     fn on_window_update(&mut self, id: u32, increment: u32) -> Result<(), FrameError> {
+        // Tiny increments make for tiny DATA frames: a flood of them is an anomaly.
+        if increment < SMALL_UPDATE {
+            self.anomaly()?;
+        }
         if id == 0 {
             self.send_window += i64::from(increment);
             if self.send_window > WINDOW_MAX {
@@ -888,7 +902,7 @@ impl H2 {
 
     /// One DATA frame (or the end) of stream `id`; whether anything was written.
     fn send_some(&mut self, id: u32) -> bool {
-        let conn_window = self.send_window;
+        let (conn_window, clock) = (self.send_window, self.clock);
         let Some(stream) = self
             .streams
             .get_mut(&id)
@@ -904,8 +918,10 @@ impl H2 {
                 .min(MAX_FRAME)
                 .min(usize::try_from(window.max(0)).unwrap_or(0));
             if n == 0 {
+                stream.blocked_since.get_or_insert(clock);
                 return false;
             }
+            stream.blocked_since = None;
             let last = n == stream.out.len() && stream.end_queued && stream.end_trailers.is_none();
             Data::write_header(id, n, last, &mut self.output);
             self.output.extend_from_slice(&stream.out[..n]);
@@ -1010,6 +1026,15 @@ impl H2 {
     /// When a wait of the connection's own ends: the preface and SETTINGS, a header
     /// block, or (no stream open) the next request.
     pub fn deadline(&self) -> Option<Instant> {
+        let blocked = self.streams.values().filter_map(|s| s.blocked_since).min();
+        let own = self.own_deadline();
+        match (own, blocked.map(|at| at + self.limits.send)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn own_deadline(&self) -> Option<Instant> {
         match self.state {
             State::Preface | State::Settings => Some(self.since + self.limits.header),
             _ if self.block.is_some() => Some(self.since + self.limits.header),
@@ -1020,7 +1045,22 @@ impl H2 {
 
     /// The deadline passed: the connection ends (GOAWAY, NO_ERROR when idle).
     pub fn expire(&mut self, now: Instant) {
-        if self.deadline().is_some_and(|at| at <= now) {
+        // An answer that waited `upstreamMs` for the client's window: the stream is
+        // cancelled, or the connection ends when its own window is the one shut.
+        let send = self.limits.send;
+        let blocked: Vec<u32> = (self.streams.iter())
+            .filter(|(_, s)| s.blocked_since.is_some_and(|at| at + send <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        if !blocked.is_empty() && self.send_window <= 0 {
+            let e = connection_error(Code::EnhanceYourCalm, "no window opened for upstreamMs");
+            return self.fail(e);
+        }
+        for id in blocked {
+            crate::debug!("HTTP/2 stream {id}: no window opened for upstreamMs");
+            self.reset(id, Code::Cancel);
+        }
+        if self.own_deadline().is_some_and(|at| at <= now) {
             let idle = self.state == State::Open && self.block.is_none();
             let (code, why) = match idle {
                 true => (Code::NoError, "idle for keepAliveMs"),
@@ -1262,6 +1302,7 @@ mod tests {
         max_header_bytes: 16 * 1024,
         header: Duration::from_secs(10),
         keep_alive: Duration::from_secs(60),
+        send: Duration::from_secs(30),
     };
 
     /// A client: frames written with the codec and an HPACK encoder of its own.
@@ -1651,6 +1692,15 @@ mod tests {
             c.data(1, b"", false);
         }
         assert_eq!(calm(&c.wire), calm_code, "empty DATA");
+        let mut c = Client::start();
+        for _ in 0..=ANOMALY_BUDGET {
+            c.raw(kind::WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes());
+        }
+        assert_eq!(
+            calm(&c.wire),
+            calm_code,
+            "WINDOW_UPDATE of a byte at a time"
+        );
         // A header block that never ends: CONTINUATION after CONTINUATION.
         let mut c = Client::start();
         c.raw(kind::HEADERS, 0, 1, &[0x82]);
@@ -1726,6 +1776,38 @@ mod tests {
         h2.expire(t1 + LIMITS.keep_alive);
         assert_eq!(goaway_code(&drain(&mut h2)), Some(Code::NoError.value()));
         assert!(h2.is_finished());
+    }
+
+    #[test]
+    fn a_window_held_shut_ends_the_stream_then_the_connection() {
+        let t0 = Instant::now();
+        let mut c = Client::start();
+        settings::write(&[(settings::INITIAL_WINDOW_SIZE, 0)], &mut c.wire);
+        c.get(1, "/a");
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        feed(&mut h2, &c.wire, t0);
+        drain(&mut h2);
+        h2.send_head(1, 200, &[], false);
+        h2.send_data(1, b"waits");
+        drain(&mut h2);
+        assert_eq!(h2.deadline(), Some(t0 + LIMITS.send));
+        h2.expire(t0 + LIMITS.send);
+        assert_eq!(rst_codes(&drain(&mut h2)), [(1, Code::Cancel.value())]);
+        // The connection's own window shut: the connection ends.
+        let mut c = Client::start();
+        c.get(1, "/big");
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        feed(&mut h2, &c.wire, t0);
+        h2.send_head(1, 200, &[], false);
+        h2.send_data(1, &[0; 65_535]);
+        drain(&mut h2);
+        h2.send_data(1, b"more");
+        drain(&mut h2);
+        h2.expire(t0 + LIMITS.send);
+        assert_eq!(
+            goaway_code(&drain(&mut h2)),
+            Some(Code::EnhanceYourCalm.value())
+        );
     }
 
     #[test]

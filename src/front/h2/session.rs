@@ -79,6 +79,7 @@ impl Session {
             max_header_bytes: rt.max_header_bytes,
             header: rt.timeouts.header(),
             keep_alive: rt.timeouts.keep_alive(),
+            send: rt.timeouts.upstream(),
         };
         Session {
             h2: H2::new(limits, input, now),
