@@ -498,3 +498,119 @@ fn strip_colours(text: &str) -> String {
     }
     out
 }
+
+// ------------------------------------------------------------- WebSocket over HTTP/2
+
+/// A backend that answers an upgrade with 101 (checking the key HTTP/1.1 needs), then
+/// echoes every byte until the client's EOF, which it passes back.
+fn websocket_echo() -> Backend {
+    Backend::raw(|mut s, conn| {
+        let Some(req) = read_request(&mut s, conn) else {
+            return;
+        };
+        let key_ok = req
+            .header("sec-websocket-key")
+            .is_some_and(|k| k.len() == 24);
+        let upgrade = req.header("upgrade") == Some("websocket") && req.method == "GET";
+        if !(key_ok && upgrade) {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+        if s.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let mut reader = s.try_clone().unwrap();
+        let _ = std::io::copy(&mut reader, &mut s);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    })
+}
+
+/// The frames of a raw HTTP/2 connection, read as they come.
+struct Frames {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Frames {
+    /// The next frame: (type, flags, stream, payload); `None` at the end.
+    fn next(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some(h) = Header::parse(&self.buf)
+                && self.buf.len() >= HEADER_LEN + h.len
+            {
+                let payload = self.buf[HEADER_LEN..HEADER_LEN + h.len].to_vec();
+                self.buf.drain(..HEADER_LEN + h.len);
+                return Some((h.kind, h.flags, h.stream, payload));
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+#[test]
+fn h2_websocket_rides_an_extended_connect() {
+    let backend = websocket_echo();
+    let hawkey = Hawkey::start(
+        json!({ "proxy": [{ "pathRegExp": "^/ws", "authority": backend.authority() }] }),
+    );
+    let s = h2_client(hawkey.addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut frames = Frames { s, buf: Vec::new() };
+    // The server's SETTINGS say extended CONNECT is on (RFC 8441 §3).
+    let (kind0, _, _, payload) = frames.next().unwrap();
+    assert_eq!(kind0, kind::SETTINGS);
+    let enabled = payload.chunks(6).any(|p| {
+        u16::from_be_bytes([p[0], p[1]]) == settings::ENABLE_CONNECT_PROTOCOL && p[5] == 1
+    });
+    assert!(enabled, "SETTINGS_ENABLE_CONNECT_PROTOCOL = 1");
+    let mut block = Vec::new();
+    let fields: [(&[u8], &[u8]); 6] = [
+        (b":method", b"CONNECT"),
+        (b":protocol", b"websocket"),
+        (b":scheme", b"http"),
+        (b":path", b"/ws/chat"),
+        (b":authority", b"h"),
+        (b"sec-websocket-version", b"13"),
+    ];
+    Encoder::default().encode(fields, &mut block);
+    let mut out = Vec::new();
+    Headers::write(1, &block, false, &mut out);
+    hawkey::front::h2::frame::data::Data::write_header(1, 5, false, &mut out);
+    out.extend_from_slice(b"hello");
+    frames.s.write_all(&out).unwrap();
+    // A 200 HEADERS without END_STREAM, then the echo in DATA.
+    let mut status = None;
+    let mut echoed = Vec::new();
+    while echoed.len() < 5 {
+        let (k, flags, stream, payload) = frames.next().expect("the tunnel answers");
+        match k {
+            kind::HEADERS if stream == 1 => {
+                let mut d = hawkey::front::h2::hpack::Decoder::default();
+                let mut fields = Vec::new();
+                d.decode(&payload, 1 << 16, 100, &mut |n, v| {
+                    fields.push((n.to_vec(), v.to_vec()))
+                })
+                .unwrap();
+                status = Some(fields[0].1.clone());
+                assert_eq!(flags & 1, 0, "the stream stays open");
+            }
+            kind::DATA if stream == 1 => echoed.extend_from_slice(&payload),
+            kind::RST_STREAM | kind::GOAWAY => panic!("stream ended: {k} {payload:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(status.as_deref(), Some(&b"200"[..]));
+    assert_eq!(echoed, b"hello");
+    // The client ends its side: the backend's EOF comes back as END_STREAM.
+    let mut end = Vec::new();
+    hawkey::front::h2::frame::data::Data::write_header(1, 0, true, &mut end);
+    frames.s.write_all(&end).unwrap();
+    let ended = std::iter::from_fn(|| frames.next())
+        .any(|(k, flags, stream, _)| k == kind::DATA && stream == 1 && flags & 1 != 0);
+    assert!(ended, "END_STREAM after the backend's EOF");
+}

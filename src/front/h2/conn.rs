@@ -26,7 +26,7 @@ use super::frame::{
 };
 use super::hpack::{Decoder, Encoder, HpackError};
 use crate::body::BodyLength;
-use crate::head::{FieldList, RequestHead};
+use crate::head::{FieldList, Fields as _, RequestHead};
 
 /// What a client sends first (§3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -111,6 +111,8 @@ struct Stream {
     local_ended: bool,
     /// Since when answer bytes wait for a window the client does not open.
     blocked_since: Option<Instant>,
+    /// A WebSocket tunnel: its DATA is taken both ways until both sides end.
+    tunnel: bool,
 }
 
 impl Stream {
@@ -216,6 +218,7 @@ impl H2 {
                 (settings::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
                 (settings::MAX_HEADER_LIST_SIZE, max_list),
                 (settings::ENABLE_PUSH, 0),
+                (settings::ENABLE_CONNECT_PROTOCOL, 1),
             ],
             &mut h2.output,
         );
@@ -538,7 +541,7 @@ impl H2 {
                 "DATA not as long as content-length",
             ));
         }
-        if stream.local_ended {
+        if stream.local_ended && !stream.tunnel {
             // Answered already: the bytes are dropped and their window given back.
             stream.recv_window += flow;
             let flow_len = d.flow_len;
@@ -686,6 +689,8 @@ impl H2 {
                 ));
             }
             (true, _) => BodyLength::Empty,
+            // A WebSocket's DATA is the tunnel's, not a body of the upgrade request.
+            _ if is_tunnel(&head) => BodyLength::Empty,
             (false, Some(n)) => BodyLength::Exact(n),
             (false, None) => BodyLength::Chunked,
         };
@@ -750,6 +755,11 @@ impl H2 {
             return;
         };
         stream.recv.drain(..n.min(stream.recv.len()));
+        if stream.is_closed() && stream.recv.is_empty() {
+            self.streams.remove(&id); // a tunnel whose last bytes are taken
+            self.give_back_conn(n);
+            return;
+        }
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
         stream.recv_unacked = stream.recv_unacked.saturating_add(n32);
         if stream.recv_unacked >= STREAM_WINDOW / 2 && !stream.remote_ended {
@@ -848,6 +858,9 @@ impl H2 {
         }
         self.resets = self.resets.saturating_sub(1);
         self.anomalies = self.anomalies.saturating_sub(1);
+        if stream.tunnel && !stream.is_closed() {
+            return; // the client's side of the tunnel goes on
+        }
         let draining = self
             .streams
             .values()
@@ -1014,9 +1027,21 @@ impl H2 {
         self.streams.get(&id).is_some_and(|s| !s.local_ended)
     }
 
-    /// A stream is being answered.
+    /// A stream is being answered (or tunnels).
     fn busy(&self) -> bool {
-        self.streams.values().any(|s| !s.local_ended)
+        self.streams.values().any(|s| !s.local_ended || s.tunnel)
+    }
+
+    /// Stream `id` carries a WebSocket from now on (its backend sent a 101).
+    pub fn make_tunnel(&mut self, id: u32) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.tunnel = true;
+        }
+    }
+
+    /// Whether stream `id` is still open one way or the other.
+    pub fn has_stream(&self, id: u32) -> bool {
+        self.streams.contains_key(&id)
     }
 
     pub fn is_idle(&self) -> bool {
@@ -1203,9 +1228,17 @@ impl Fields {
         if let Some(why) = self.bad {
             return Err(why);
         }
-        let method = self.method.ok_or("no :method")?;
-        if self.protocol.is_some() {
-            return Err(":protocol is not supported");
+        let mut method = self.method.ok_or("no :method")?;
+        // RFC 8441: an extended CONNECT (`:protocol websocket`) is the HTTP/1.1
+        // upgrade request a backend knows, with a key of our own (HTTP/2 has none).
+        let websocket = match self.protocol.as_deref() {
+            None => false,
+            Some(_) if method != "CONNECT" => return Err(":protocol without CONNECT"),
+            Some(p) if p.eq_ignore_ascii_case(b"websocket") => true,
+            Some(_) => return Err("a :protocol other than websocket"),
+        };
+        if websocket {
+            method = "GET".to_string();
         }
         let target = if method == "CONNECT" {
             if self.scheme.is_some() || self.path.is_some() {
@@ -1253,6 +1286,11 @@ impl Fields {
         if !self.cookies.is_empty() {
             fields.push(b"cookie", &self.cookies);
         }
+        if websocket {
+            fields.push(b"connection", b"upgrade");
+            fields.push(b"upgrade", b"websocket");
+            fields.push(b"sec-websocket-key", &websocket_key());
+        }
         let head = RequestHead {
             method,
             target,
@@ -1287,6 +1325,45 @@ impl Fields {
     }
 }
 
+/// Whether `head` came from an extended CONNECT: HTTP/2 requests carry no `Upgrade`
+/// field of their own, so one there is ours.
+pub fn is_tunnel(head: &RequestHead) -> bool {
+    head.first("upgrade").is_some()
+}
+
+/// A fresh `Sec-WebSocket-Key` (RFC 6455 §4.1): 16 random bytes in base64.
+fn websocket_key() -> Vec<u8> {
+    let mut nonce = [0u8; 16];
+    let random = rustls::crypto::ring::default_provider().secure_random;
+    if random.fill(&mut nonce).is_err() {
+        // No randomness: the key only has to be well formed for the backend.
+        nonce = *b"hawkey-websocket";
+    }
+    base64(&nonce)
+}
+
+fn base64(bytes: &[u8]) -> Vec<u8> {
+    const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            let digit = (n >> (18 - 6 * i)) & 63;
+            out.push(if i <= group.len() {
+                DIGITS[digit as usize]
+            } else {
+                b'='
+            });
+        }
+    }
+    out
+}
+
 /// A byte of a field name as HTTP/2 has it: a token character, not upper case.
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -1296,7 +1373,6 @@ fn is_name_byte(b: u8) -> bool {
 mod tests {
     use super::*;
     use crate::front::h2::frame::flag;
-    use crate::head::Fields as _;
 
     const LIMITS: Limits = Limits {
         max_header_bytes: 16 * 1024,
@@ -1808,6 +1884,38 @@ mod tests {
             goaway_code(&drain(&mut h2)),
             Some(Code::EnhanceYourCalm.value())
         );
+    }
+
+    #[test]
+    fn an_extended_connect_is_a_websocket_upgrade() {
+        let t0 = Instant::now();
+        let mut h2 = H2::new(LIMITS, Vec::new(), t0);
+        let mut c = Client::start();
+        let fields = [
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "https"),
+            (":path", "/chat"),
+            (":authority", "h"),
+            ("sec-websocket-version", "13"),
+        ];
+        c.headers(1, &fields, false);
+        feed(&mut h2, &c.wire, t0);
+        let events = h2.take_events();
+        let [Event::Request { head, body, .. }] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str()),
+            ("GET", "/chat")
+        );
+        assert!(head.has_token("connection", "upgrade"));
+        assert_eq!(head.first("upgrade"), Some(&b"websocket"[..]));
+        assert_eq!(head.first("sec-websocket-key").map(<[u8]>::len), Some(24));
+        assert_eq!(*body, BodyLength::Empty, "the DATA is the tunnel's");
+        assert!(is_tunnel(head));
+        assert_eq!(base64(b"hello"), b"aGVsbG8=");
+        assert_eq!(base64(b"hi!"), b"aGkh");
     }
 
     #[test]

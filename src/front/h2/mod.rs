@@ -5,3 +5,4 @@ pub mod conn;
 pub mod frame;
 pub mod hpack;
 pub mod session;
+pub mod tunnel;

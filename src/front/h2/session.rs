@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::conn::{Event, H2, Limits};
+use super::conn::{Event, H2, Limits, is_tunnel};
+use super::tunnel::StreamTunnel;
 use crate::access_log::Entry;
 use crate::body::BodyLength;
 use crate::event::{Side, SocketId};
 use crate::exchange::{self, Exchange, Respond};
 use crate::front::transport::Wire;
+use crate::front::tunnel::Pumped;
 use crate::head::{FieldList, Fields, ResponseHead};
 use crate::headers::{announced_length, end_to_end, local_body};
 use crate::shared::{Runtime, Shared};
@@ -23,6 +25,10 @@ use crate::sys::Readiness;
 /// A stream's exchange, and what its log line needs.
 struct Running {
     x: Exchange,
+    /// After a 101: the stream is a WebSocket tunnel to the backend.
+    tunnel: Option<StreamTunnel>,
+    /// An extended CONNECT: the stream's DATA is for the tunnel, not a body.
+    websocket: bool,
     head_only: bool,
     started: Instant,
     started_at: std::time::SystemTime,
@@ -114,10 +120,13 @@ impl Session {
                         self.rt = newer;
                     }
                     let head_only = head.method == "HEAD";
+                    let websocket = is_tunnel(&head);
                     let rt = Arc::clone(&self.rt);
                     let x = Exchange::start(rt, head, body, self.client, now);
                     let running = Running {
                         x,
+                        tunnel: None,
+                        websocket,
                         head_only,
                         started: now,
                         started_at: std::time::SystemTime::now(),
@@ -140,9 +149,24 @@ impl Session {
         let Some(r) = self.running.get_mut(&id) else {
             return false;
         };
+        if let Some(t) = &mut r.tunnel {
+            let pumped = match self.h2.has_stream(id) {
+                true => t.pump(&mut self.h2, id, now),
+                false => Pumped::Over,
+            };
+            return match pumped {
+                Pumped::Wait => false,
+                Pumped::More => true,
+                Pumped::Over => {
+                    let clean = t.is_done();
+                    self.end_tunnel(id, clean);
+                    true
+                }
+            };
+        }
         let mut moved = false;
         let body = self.h2.body(id);
-        if !body.is_empty() {
+        if !body.is_empty() && !r.websocket {
             let n = body.len().min(r.x.body_room());
             if n > 0 {
                 r.x.client_data(&body[..n]);
@@ -152,6 +176,7 @@ impl Session {
         }
         if let Some(trailers) = self.h2.body_ended(id)
             && !r.x.body_done()
+            && !r.websocket
         {
             r.x.client_end(trailers);
             moved = true;
@@ -162,6 +187,13 @@ impl Session {
             head_only: r.head_only,
         };
         moved |= r.x.run(&mut sink, now);
+        if let Some((backend, early)) = r.x.take_tunnel() {
+            let idle = self.rt.timeouts.tunnel_idle();
+            r.tunnel = Some(StreamTunnel::new(backend, early, idle, now));
+            r.x.outcome.status = 200; // what the client was sent for the 101
+            self.h2.make_tunnel(id);
+            return true;
+        }
         if r.x.is_finished() {
             if let Some(r) = self.running.remove(&id) {
                 self.log(&r);
@@ -169,6 +201,35 @@ impl Session {
             moved = true;
         }
         moved
+    }
+
+    /// A tunnel is over: the stream is reset unless it ended `clean`ly (both sides
+    /// closed, the END_STREAM queued), and the line is logged.
+    fn end_tunnel(&mut self, id: u32, clean: bool) {
+        let Some(mut r) = self.running.remove(&id) else {
+            return;
+        };
+        if !clean && self.h2.has_stream(id) {
+            self.h2.abort(id);
+        }
+        if let Some(t) = &r.tunnel {
+            r.x.outcome.body_bytes = t.to_client;
+        }
+        self.log(&r);
+        self.take_events_after_end();
+    }
+
+    /// Events the end of a tunnel made (a reset of its own stream) need no handling.
+    fn take_events_after_end(&mut self) {
+        let events = self.h2.take_events();
+        for event in events {
+            if let Event::Reset { stream } = event
+                && let Some(mut r) = self.running.remove(&stream)
+            {
+                r.x.client_gone(None);
+                self.log(&r);
+            }
+        }
     }
 
     fn log(&self, r: &Running) {
@@ -201,21 +262,35 @@ impl Session {
     /// The backend sockets of the streams, by stream id.
     pub fn sockets(&self, each: &mut dyn FnMut(Side, SocketId)) {
         for (&id, r) in &self.running {
-            if let Some(socket) = r.x.backend_socket() {
+            let socket = match &r.tunnel {
+                Some(t) => Some(t.socket()),
+                None => r.x.backend_socket(),
+            };
+            if let Some(socket) = socket {
                 each(Side::Backend(id), socket);
             }
         }
     }
 
     pub fn backend_ready(&mut self, id: u32, readiness: Readiness) {
-        if let Some(r) = self.running.get_mut(&id) {
-            r.x.backend_ready(readiness);
+        match self.running.get_mut(&id) {
+            Some(Running {
+                tunnel: Some(t), ..
+            }) => t.ready(readiness),
+            Some(r) => r.x.backend_ready(readiness),
+            None => {}
         }
     }
 
     /// The nearest deadline: the connection's own, or a stream's exchange's.
     pub fn deadline(&self) -> Option<Instant> {
-        let streams = self.running.values().filter_map(|r| r.x.deadline()).min();
+        let streams = (self.running.values())
+            .filter_map(|r| {
+                r.tunnel
+                    .as_ref()
+                    .map_or(r.x.deadline(), |t| Some(t.deadline()))
+            })
+            .min();
         match (self.h2.deadline(), streams) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -229,7 +304,12 @@ impl Session {
             let Some(r) = self.running.get_mut(&id) else {
                 continue;
             };
-            if r.x.deadline().is_some_and(|at| at <= now) {
+            if r.tunnel.as_ref().is_some_and(|t| t.deadline() <= now) {
+                crate::debug!("HTTP/2 tunnel on stream {id}: idle for tunnelIdleMs");
+                self.end_tunnel(id, false);
+                continue;
+            }
+            if r.tunnel.is_none() && r.x.deadline().is_some_and(|at| at <= now) {
                 let mut sink = StreamSink {
                     h2: &mut self.h2,
                     id,
@@ -291,6 +371,16 @@ impl Respond for StreamSink<'_> {
     }
 
     fn head(&mut self, head: &ResponseHead, length: BodyLength, _keep_alive: bool) {
+        if head.status == 101 {
+            // RFC 8441 §5: the backend's 101 is a 200 on the stream, which stays open.
+            let mut fields = FieldList::default();
+            for (name, value) in end_to_end(head) {
+                if !name.eq_ignore_ascii_case(b"sec-websocket-accept") {
+                    fields.push_lower(name, value);
+                }
+            }
+            return self.send(200, &fields, false);
+        }
         let exact;
         let (content_length, end) = match length {
             BodyLength::Empty => (announced_length(head), true),
