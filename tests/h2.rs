@@ -614,3 +614,49 @@ fn h2_websocket_rides_an_extended_connect() {
         .any(|(k, flags, stream, _)| k == kind::DATA && stream == 1 && flags & 1 != 0);
     assert!(ended, "END_STREAM after the backend's EOF");
 }
+
+/// Python's httpx with its HTTP/2 support (the `h2` package): GET and POST over TLS,
+/// both on HTTP/2.
+#[test]
+fn h2_python_httpx_speaks_http2_over_tls() {
+    let has_httpx = Command::new("python3")
+        .args(["-c", "import httpx, h2"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_httpx {
+        assert!(
+            std::env::var_os("HAWKEY_TOOLS_REQUIRED").is_none(),
+            "python3 with httpx[http2] is not installed (.ci/run installs it)"
+        );
+        eprintln!("httpx[http2] is not installed: this test is skipped");
+        return;
+    }
+    let s = site(json!({
+        "pems": { "key": fixture("rsa-pkcs8.key"), "cert": fixture("rsa-pkcs8.chain.pem") },
+    }));
+    let script = r#"
+import sys, httpx
+base, ca = sys.argv[1], sys.argv[2]
+with httpx.Client(http2=True, verify=ca) as c:
+    r = c.get(base + "/static/a.txt")
+    print(r.http_version, r.status_code, repr(r.text))
+    r = c.post(base + "/echo/py", content=b"x" * 100000)
+    print(r.http_version, r.status_code, r.text)
+"#;
+    let base = format!("https://localhost:{}", s.hawkey.addr.port());
+    let ca = fixture("ca.pem").display().to_string();
+    let out = tool("python3", &["-c", script, &base, &ca]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "HTTP/2 200 'a static file\\n'");
+    assert!(
+        lines[1].starts_with("HTTP/2 200 method=POST target=/echo/py"),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("len=100000"), "{text}");
+}
