@@ -660,3 +660,48 @@ with httpx.Client(http2=True, verify=ca) as c:
     );
     assert!(lines[1].ends_with("len=100000"), "{text}");
 }
+
+/// SIGTERM: GOAWAY `NO_ERROR` naming the last stream, the open stream still answered,
+/// then the close and the exit.
+#[test]
+fn h2_sigterm_sends_goaway_and_finishes_open_streams() {
+    let slow = Backend::start(|_| {
+        std::thread::sleep(Duration::from_millis(800));
+        ok("late but whole")
+    });
+    let mut hawkey =
+        Hawkey::start(json!({ "proxy": [{ "pathRegExp": "^/", "authority": slow.authority() }] }));
+    let s = h2_client(hawkey.addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut frames = Frames { s, buf: Vec::new() };
+    let mut get = Vec::new();
+    Headers::write(1, &get_block(&mut Encoder::default()), true, &mut get);
+    frames.s.write_all(&get).unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the request is at the backend
+    // SAFETY: kill(2) with our child's pid and a signal number.
+    assert_eq!(unsafe { libc::kill(hawkey.pid() as i32, libc::SIGTERM) }, 0);
+    let (mut goaway, mut body) = (None, Vec::new());
+    while let Some((k, flags, stream, payload)) = frames.next() {
+        match k {
+            kind::GOAWAY => {
+                let last = u32::from_be_bytes(payload[..4].try_into().unwrap());
+                let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+                goaway = Some((last, code));
+            }
+            kind::DATA if stream == 1 => {
+                body.extend_from_slice(&payload);
+                if flags & 1 != 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(goaway, Some((1, 0)), "GOAWAY NO_ERROR, last stream 1");
+    assert_eq!(body, b"late but whole");
+    assert!(frames.next().is_none(), "then the connection closes");
+    let exited = poll_until(Instant::now() + Duration::from_secs(5), || {
+        hawkey.child.try_wait().unwrap().is_some()
+    });
+    assert!(exited, "hawkey exits once the stream is answered");
+}
