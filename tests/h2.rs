@@ -705,3 +705,279 @@ fn h2_sigterm_sends_goaway_and_finishes_open_streams() {
     });
     assert!(exited, "hawkey exits once the stream is answered");
 }
+
+// ------------------------------------------------------------- a browser
+
+/// A WebSocket backend: the handshake (RFC 6455), then each client frame (masked)
+/// answered with an unmasked text frame `echo:` and its payload, until a close.
+fn websocket_server() -> Backend {
+    Backend::raw(|mut s, conn| {
+        let Some(req) = read_request(&mut s, conn) else {
+            return;
+        };
+        let head =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+        let accept = req
+            .header("sec-websocket-key")
+            .map(websocket_accept)
+            .unwrap_or_default();
+        if s.write_all(format!("{head}Sec-WebSocket-Accept: {accept}\r\n\r\n").as_bytes())
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let mut h = [0u8; 2];
+            if s.read_exact(&mut h).is_err() {
+                return;
+            }
+            let (opcode, len) = (h[0] & 0x0f, usize::from(h[1] & 0x7f));
+            let len = match len {
+                126 => {
+                    let mut l = [0u8; 2];
+                    s.read_exact(&mut l).unwrap();
+                    usize::from(u16::from_be_bytes(l))
+                }
+                _ => len,
+            };
+            let mut mask = [0u8; 4];
+            let mut payload = vec![0u8; len];
+            if s.read_exact(&mut mask).is_err() || s.read_exact(&mut payload).is_err() {
+                return;
+            }
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i % 4];
+            }
+            if opcode == 8 {
+                let _ = s.write_all(&[0x88, 0]);
+                return;
+            }
+            let text = [b"echo:".as_slice(), &payload].concat();
+            let mut frame = vec![0x81, u8::try_from(text.len()).unwrap()];
+            frame.extend_from_slice(&text);
+            if s.write_all(&frame).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// `Sec-WebSocket-Accept` for `key` (RFC 6455 §4.2.2): base64 of SHA-1 of the key and
+/// the protocol's GUID. The SHA-1 here is a plain one for this test.
+fn websocket_accept(key: &str) -> String {
+    let digest = sha1(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes());
+    let digits = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in digest.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            match i <= group.len() {
+                true => out.push(char::from(digits[((n >> (18 - 6 * i)) & 63) as usize])),
+                false => out.push('='),
+            }
+        }
+    }
+    out
+}
+
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes(block[4 * i..4 * i + 4].try_into().unwrap());
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            (e, d, c, b, a) = (d, c, b.rotate_left(30), a, t);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+/// The page: 25 static images, 25 proxied ones and a WebSocket; once the socket
+/// answers, it reports what `performance` saw to `/api/report`.
+fn browser_page() -> String {
+    let mut assets = String::new();
+    for i in 0..25 {
+        assets += &format!("<img src=\"/static/a{i}.svg\"><img src=\"/api/img{i}.svg\">");
+    }
+    format!(
+        "<!doctype html><html><head><title>h2</title></head><body>{assets}<script>
+window.addEventListener('load', () => {{
+  const ws = new WebSocket('wss://' + location.host + '/ws');
+  ws.onopen = () => ws.send('ping');
+  ws.onmessage = (e) => {{
+    const entries = performance.getEntriesByType('resource');
+    const h2 = entries.filter(r => r.nextHopProtocol === 'h2').length;
+    const nav = performance.getEntriesByType('navigation')[0].nextHopProtocol;
+    fetch('/api/report?assets=' + entries.length + '&h2=' + h2 + '&nav=' + nav + '&ws=' + e.data)
+      .then(() => ws.close());
+  }};
+  ws.onerror = () => fetch('/api/report?ws=error');
+}});
+</script></body></html>"
+    )
+}
+
+/// Headless Chromium loads a page over https from hawkey: 50 assets (static and
+/// proxied) and a WebSocket, all over HTTP/2, on one connection (Chromium's net log
+/// has one HTTP/2 session, and every access-log line says HTTP/2.0).
+#[test]
+fn h2_chromium_loads_a_page_and_a_websocket_on_one_connection() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+    else {
+        assert!(
+            std::env::var_os("HAWKEY_TOOLS_REQUIRED").is_none(),
+            "chromium is not installed (.ci/run installs it)"
+        );
+        eprintln!("chromium is not installed: this test is skipped");
+        return;
+    };
+    let www = TempDir::new();
+    www.write("static/index.html", browser_page().as_bytes());
+    let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"4\" height=\"4\"><rect width=\"4\" height=\"4\"/></svg>";
+    for i in 0..25 {
+        www.write(&format!("static/a{i}.svg"), svg);
+    }
+    let api = Backend::start(move |req| {
+        let svg = String::from_utf8_lossy(svg).into_owned();
+        match req.target.starts_with("/api/img") {
+            true => Reply::Bytes(
+                format!("HTTP/1.1 200 OK\r\nContent-Type: image/svg+xml\r\nContent-Length: {}\r\n\r\n{svg}", svg.len())
+                    .into_bytes(),
+            ),
+            false => ok("noted"),
+        }
+    });
+    let ws = websocket_server();
+    let hawkey = Hawkey::start(json!({
+        "serverRoot": www.path().display().to_string(),
+        "staticDir": "static",
+        "accessLog": "access.log",
+        "pems": { "key": fixture("rsa-pkcs8.key"), "cert": fixture("rsa-pkcs8.chain.pem") },
+        "proxy": [
+            { "pathRegExp": "^/api/", "authority": api.authority() },
+            { "pathRegExp": "^/ws", "authority": ws.authority() },
+        ],
+    }));
+    let profile = TempDir::new();
+    let netlog = profile.path().join("netlog.json");
+    let url = format!("https://localhost:{}/static/index.html", hawkey.addr.port());
+    let mut browser = Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--ignore-certificate-errors",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--log-net-log={}", netlog.display()),
+            &url,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let reported = poll_until(Instant::now() + Duration::from_secs(60), || {
+        api.requests()
+            .iter()
+            .any(|r| r.target.starts_with("/api/report"))
+    });
+    // A clean exit writes the net log out whole.
+    // SAFETY: kill(2) with our child's pid and a signal number.
+    unsafe { libc::kill(browser.id() as i32, libc::SIGTERM) };
+    let _ = poll_until(Instant::now() + Duration::from_secs(10), || {
+        browser.try_wait().ok().flatten().is_some()
+    });
+    let _ = browser.kill();
+    let _ = browser.wait();
+    assert!(reported, "the page reported back: {:?}", api.requests());
+    let report = api
+        .requests()
+        .into_iter()
+        .find(|r| r.target.starts_with("/api/report"))
+        .unwrap()
+        .target;
+    assert_eq!(
+        report, "/api/report?assets=50&h2=50&nav=h2&ws=echo:ping",
+        "what the page saw"
+    );
+    // The WebSocket's line is written when it closes, the log flushed within a second.
+    let path = hawkey.dir.path().join("access.log");
+    let read_log = || std::fs::read_to_string(&path).unwrap_or_default();
+    poll_until(Instant::now() + Duration::from_secs(5), || {
+        read_log().lines().count() >= 53 && read_log().contains("GET /ws ")
+    });
+    let log = read_log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.len() >= 53,
+        "the page, 50 assets, the WebSocket, the report: {log}"
+    );
+    assert!(lines.iter().all(|l| l.contains(" HTTP/2.0\" ")), "{log}");
+    assert!(
+        lines.iter().any(|l| l.contains("GET /ws HTTP/2.0\" 200")),
+        "the WebSocket rode HTTP/2: {log}"
+    );
+    let sessions = http2_sessions(&std::fs::read_to_string(&netlog).unwrap_or_default());
+    assert_eq!(
+        sessions,
+        Some(1),
+        "one HTTP/2 session in Chromium's net log"
+    );
+}
+
+/// How many HTTP/2 sessions a Chromium net log shows (`None`: not readable).
+fn http2_sessions(netlog: &str) -> Option<usize> {
+    // A log cut short by the exit lacks its closing brackets.
+    let text = netlog.trim_end().trim_end_matches(',');
+    let log: Value = serde_json::from_str(text)
+        .or_else(|_| serde_json::from_str(&format!("{text}]}}")))
+        .ok()?;
+    let kind = log["constants"]["logSourceType"]["HTTP2_SESSION"].as_u64()?;
+    let mut ids: Vec<u64> = log["events"]
+        .as_array()?
+        .iter()
+        .filter(|e| e["source"]["type"].as_u64() == Some(kind))
+        .filter_map(|e| e["source"]["id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Some(ids.len())
+}
