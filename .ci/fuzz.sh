@@ -16,7 +16,7 @@ if ! command -v cargo-fuzz >/dev/null && ! cargo install cargo-fuzz --locked; th
   echo "fuzz: cargo-fuzz could not be installed, skipped"
   exit 0
 fi
-for target in request_head response_head chunked config static_path; do
+for target in request_head response_head chunked config static_path h2_frames hpack; do
   echo "fuzz: $target for $seconds s"
   # A scratch copy of the corpus: new inputs found here are not kept.
   scratch=$(mktemp -d)

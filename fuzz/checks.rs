@@ -10,6 +10,9 @@ use std::path::{Component, Path};
 
 use hawkey::body::{ChunkedDecoder, Step, chunk_header, is_tchar};
 use hawkey::config::Config;
+use hawkey::front::h2::conn::{H2, Limits, PREFACE};
+use hawkey::front::h2::frame::{self, HEADER_LEN, Header, kind};
+use hawkey::front::h2::hpack::{Decoder, Encoder, HpackError};
 use hawkey::head::{Fields, HeadScan, parse_request, parse_request_resumed, parse_response};
 use hawkey::static_files::segments;
 
@@ -305,4 +308,156 @@ pub fn static_path(data: &[u8]) {
         path.components().count(),
         root.components().count() + segs.len()
     );
+}
+
+/// The HTTP/2 connection: after the preface and a SETTINGS, any bytes, however cut,
+/// give whole frames out and never a panic; a GOAWAY ends the connection for good.
+/// Each frame of the input also decodes by its type alone, and what decodes encodes
+/// back to the same payload.
+pub fn h2_frames(data: &[u8]) {
+    let limits = Limits {
+        max_header_bytes: 16 * 1024,
+        header: std::time::Duration::from_secs(10),
+        keep_alive: std::time::Duration::from_secs(60),
+        send: std::time::Duration::from_secs(30),
+    };
+    let now = std::time::Instant::now();
+    let mut h2 = H2::new(limits, Vec::new(), now);
+    let mut wire = PREFACE.to_vec();
+    frame::settings::write(&[], &mut wire);
+    wire.extend_from_slice(data);
+    let cut = PREFACE.len() + data.first().map_or(0, |&b| b as usize % (data.len() + 1));
+    for piece in [&wire[..cut], &wire[cut..]] {
+        let mut at = 0;
+        while at < piece.len() {
+            let space = h2.input_space();
+            let n = space.len().min(piece.len() - at);
+            space[..n].copy_from_slice(&piece[at..at + n]);
+            h2.received(n);
+            at += n;
+            while h2.process(now) {}
+            for event in h2.take_events() {
+                if let hawkey::front::h2::conn::Event::Request { stream, .. } = event {
+                    h2.send_head(stream, 200, &[], false);
+                    h2.send_data(stream, b"answer");
+                    h2.send_end(stream, b"");
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    loop {
+        let bytes = h2.output().to_vec();
+        if bytes.is_empty() {
+            break;
+        }
+        h2.wrote(bytes.len());
+        out.extend_from_slice(&bytes);
+    }
+    let mut at = 0;
+    let mut goaway = false;
+    while let Some(h) = Header::parse(&out[at..]) {
+        assert!(
+            !goaway || h.kind == kind::GOAWAY,
+            "nothing after a GOAWAY but another"
+        );
+        goaway |= h.kind == kind::GOAWAY;
+        at += HEADER_LEN + h.len;
+        assert!(at <= out.len(), "a frame cut short in the output");
+    }
+    assert_eq!(at, out.len(), "whole frames only");
+    if goaway {
+        assert!(h2.is_finished());
+    }
+    frames_alone(data);
+}
+
+/// Each frame of `data` decoded by its type's own code; what decodes, encodes back.
+fn frames_alone(data: &[u8]) {
+    let mut at = 0;
+    while let Some(h) = Header::parse(&data[at..]) {
+        let Some(payload) = data.get(at + HEADER_LEN..at + HEADER_LEN + h.len) else {
+            return;
+        };
+        let mut again = Vec::new();
+        match h.kind {
+            kind::PING => {
+                if let Ok((bytes, ack)) = frame::ping::decode(&h, payload) {
+                    frame::ping::write(bytes, ack, &mut again);
+                }
+            }
+            kind::WINDOW_UPDATE => {
+                if let Ok(increment) = frame::window_update::decode(&h, payload) {
+                    frame::window_update::write(h.stream, increment, &mut again);
+                }
+            }
+            kind::SETTINGS => {
+                if let Ok(frame::settings::Settings::Values(values)) =
+                    frame::settings::decode(&h, payload)
+                {
+                    frame::settings::write(&values, &mut again);
+                }
+            }
+            kind::DATA => {
+                let _ = frame::data::Data::decode(&h, payload);
+            }
+            kind::HEADERS => {
+                let _ = frame::headers::Headers::decode(&h, payload);
+            }
+            kind::PRIORITY => {
+                let _ = frame::priority::decode(&h, payload);
+            }
+            kind::RST_STREAM => {
+                let _ = frame::rst_stream::decode(&h, payload);
+            }
+            kind::GOAWAY => {
+                let _ = frame::goaway::decode(&h, payload);
+            }
+            _ => {}
+        }
+        if !again.is_empty() {
+            let h2 = Header::parse(&again).unwrap();
+            let mut want = payload.to_vec();
+            if h.kind == kind::WINDOW_UPDATE {
+                want[0] &= 0x7f; // the reserved bit is not kept (§6.9)
+            }
+            assert_eq!(
+                again[HEADER_LEN..],
+                want,
+                "decode then encode gives the payload"
+            );
+            assert_eq!((h2.kind, h2.len), (h.kind, h.len));
+        }
+        at += HEADER_LEN + h.len;
+    }
+}
+
+/// HPACK: any block decodes to fields within the limits, or is refused; decoded
+/// fields encoded again decode to the same fields (decode ∘ encode is the identity),
+/// and a table that refused a block is never used again (its connection ends).
+pub fn hpack(data: &[u8]) {
+    let (max_list, max_fields) = (16 * 1024, 128);
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut decoder = Decoder::default();
+    let result = decoder.decode(data, max_list, max_fields, &mut |n, v| {
+        fields.push((n.to_vec(), v.to_vec()));
+    });
+    let listed: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 32).sum();
+    assert!(listed <= max_list && fields.len() <= max_fields);
+    if matches!(
+        result,
+        Err(HpackError::TooLarge | HpackError::Compression(_))
+    ) {
+        return;
+    }
+    let mut block = Vec::new();
+    let mut encoder = Encoder::default();
+    encoder.encode(fields.iter().map(|(n, v)| (&n[..], &v[..])), &mut block);
+    let mut again = Vec::new();
+    Decoder::default()
+        .decode(&block, usize::MAX, usize::MAX, &mut |n, v| {
+            again.push((n.to_vec(), v.to_vec()))
+        })
+        .expect("what we encode decodes");
+    assert_eq!(again, fields);
 }

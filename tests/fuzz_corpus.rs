@@ -49,6 +49,16 @@ fn static_path_corpus() {
     replay("static_path", checks::static_path);
 }
 
+#[test]
+fn h2_frames_corpus() {
+    replay("h2_frames", checks::h2_frames);
+}
+
+#[test]
+fn hpack_corpus() {
+    replay("hpack", checks::hpack);
+}
+
 /// The checks themselves can fail: the reference and the decoder are compared, and
 /// a decoder that dropped a byte would be caught.
 #[test]
