@@ -9,7 +9,10 @@
 //! 3. `front/conn.rs`: a client connection on its loop. It reads the client
 //!    (`front/transport.rs`: plain, or rustls driven by the loop) into the HTTP/1
 //!    machine `front/h1.rs`, which makes request events (head via `head.rs`, body
-//!    framing via `body.rs`), and writes the answer it frames.
+//!    framing via `body.rs`), and writes the answer it frames. A client that speaks
+//!    HTTP/2 (ALPN `h2`, or the preface) goes to `front/h2/`: `conn.rs` turns frames
+//!    (`frame/`, `hpack/`) into streams, `session.rs` makes each stream an exchange
+//!    and frames its answer, `tunnel.rs` carries a WebSocket (RFC 8441).
 //! 4. `exchange/`: one request, whatever its protocol. `route.rs` picks the static
 //!    prefix (`static_files.rs`) or the first matching `pathRegExp`; a local answer,
 //!    a file, or `exchange/proxy.rs`, which borrows a backend connection
@@ -19,7 +22,8 @@
 //! 5. `front/conn.rs` again: log the request (`access_log.rs`); read the next one or
 //!    close; after a 101, `front/tunnel.rs` relays raw bytes in the same loop.
 //!
-//! Every wait has a deadline in the loop: `headerMs`/`keepAliveMs` in `front/h1.rs`,
+//! Every wait has a deadline in the loop: `headerMs`/`keepAliveMs` in `front/h1.rs`
+//! and `front/h2/conn.rs` (with `upstreamMs` for a window kept shut),
 //! `connectMs`/`upstreamMs` in `exchange/proxy.rs`, a client not reading in
 //! `front/conn.rs`, `tunnelIdleMs` in `front/tunnel.rs`.
 //!
