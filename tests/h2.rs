@@ -326,48 +326,18 @@ fn get_block(hpack: &mut Encoder) -> Vec<u8> {
 
 /// Reads frames until stream `id` ends (END_STREAM on a HEADERS or DATA frame).
 fn answered(s: &mut TcpStream, id: u32) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        while let Some(h) = Header::parse(&buf) {
-            if buf.len() < HEADER_LEN + h.len {
-                break;
-            }
-            let ends = matches!(h.kind, kind::HEADERS | kind::DATA) && h.flags & 1 != 0;
-            if h.stream == id && ends {
-                return true;
-            }
-            buf.drain(..HEADER_LEN + h.len);
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let mut frames = Frames::new(s.try_clone().unwrap());
+    std::iter::from_fn(|| frames.next()).any(|(k, flags, stream, _)| {
+        stream == id && matches!(k, kind::HEADERS | kind::DATA) && flags & 1 != 0
+    })
 }
 
 /// Reads frames until a GOAWAY (its error code) or the end.
 fn read_goaway(s: &mut TcpStream) -> Option<u32> {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        while let Some(h) = Header::parse(&buf) {
-            if buf.len() < HEADER_LEN + h.len {
-                break;
-            }
-            if h.kind == kind::GOAWAY {
-                let p = &buf[HEADER_LEN..];
-                return Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
-            }
-            buf.drain(..HEADER_LEN + h.len);
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let mut frames = Frames::new(s.try_clone().unwrap());
+    std::iter::from_fn(|| frames.next())
+        .find(|(k, ..)| *k == kind::GOAWAY)
+        .map(|(_, _, _, p)| u32::from_be_bytes([p[4], p[5], p[6], p[7]]))
 }
 
 /// `attack` is written by a client; it must end with GOAWAY `code`, and a fresh
@@ -533,6 +503,11 @@ struct Frames {
 }
 
 impl Frames {
+    fn new(s: TcpStream) -> Frames {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Frames { s, buf: Vec::new() }
+    }
+
     /// The next frame: (type, flags, stream, payload); `None` at the end.
     fn next(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
         let mut chunk = [0u8; 65536];
@@ -558,9 +533,7 @@ fn h2_websocket_rides_an_extended_connect() {
     let hawkey = Hawkey::start(
         json!({ "proxy": [{ "pathRegExp": "^/ws", "authority": backend.authority() }] }),
     );
-    let s = h2_client(hawkey.addr);
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut frames = Frames { s, buf: Vec::new() };
+    let mut frames = Frames::new(h2_client(hawkey.addr));
     // The server's SETTINGS say extended CONNECT is on (RFC 8441 §3).
     let (kind0, _, _, payload) = frames.next().unwrap();
     assert_eq!(kind0, kind::SETTINGS);
@@ -671,9 +644,7 @@ fn h2_sigterm_sends_goaway_and_finishes_open_streams() {
     });
     let mut hawkey =
         Hawkey::start(json!({ "proxy": [{ "pathRegExp": "^/", "authority": slow.authority() }] }));
-    let s = h2_client(hawkey.addr);
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut frames = Frames { s, buf: Vec::new() };
+    let mut frames = Frames::new(h2_client(hawkey.addr));
     let mut get = Vec::new();
     Headers::write(1, &get_block(&mut Encoder::default()), true, &mut get);
     frames.s.write_all(&get).unwrap();

@@ -162,15 +162,8 @@ pub fn decode(bytes: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Huffm
 
 #[cfg(test)]
 mod tests {
+    use super::super::unhex;
     use super::*;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     #[test]
     fn codes_match_appendix_b() {
