@@ -240,6 +240,24 @@ fn h2_large_download_and_trailers() {
         "8 MiB came back byte for byte ({} bytes)",
         body.len()
     );
+    // curl gives trailers with the headers it dumps.
+    let dir = TempDir::new();
+    let dumped = dir.path().join("headers");
+    let dump = dumped.display().to_string();
+    let (status, _, body) = curl(&[
+        "--http2-prior-knowledge",
+        "-D",
+        &dump,
+        &url(s.hawkey.addr, "/echo/trailers"),
+    ]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).starts_with("method=GET target=/echo/trailers"));
+    let headers = std::fs::read_to_string(&dumped).unwrap();
+    assert!(headers.starts_with("HTTP/2 200"), "{headers}");
+    assert!(
+        headers.contains("x-checksum: 1234"),
+        "the trailer reached curl: {headers}"
+    );
     let out = tool("nghttp", &["-nv", &url(s.hawkey.addr, "/echo/trailers")]);
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{log}");
@@ -343,7 +361,11 @@ fn read_goaway(s: &mut TcpStream) -> Option<u32> {
 /// `attack` is written by a client; it must end with GOAWAY `code`, and a fresh
 /// client is served meanwhile.
 fn assert_goaway(attack: &[u8], code: Code, what: &str) {
-    let s = site(json!({}));
+    assert_goaway_with(json!({}), attack, code, what);
+}
+
+fn assert_goaway_with(config: Value, attack: &[u8], code: Code, what: &str) {
+    let s = site(config);
     let mut c = h2_client(s.hawkey.addr);
     let _ = c.write_all(attack);
     assert_eq!(read_goaway(&mut c), Some(code.value()), "{what}");
@@ -399,6 +421,88 @@ fn h2_floods_and_endless_header_blocks_are_calmed() {
     let mut bomb = Vec::new();
     Headers::write(1, &bomb_block, true, &mut bomb);
     assert_goaway(&bomb, Code::EnhanceYourCalm, "an HPACK bomb");
+}
+
+#[test]
+fn h2_empty_data_and_tiny_window_update_floods_are_calmed() {
+    let mut hpack = Encoder::default();
+    let mut empty = Vec::new();
+    let post: [(&[u8], &[u8]); 4] = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/echo/flood"),
+        (b":authority", b"h"),
+    ];
+    let mut block = Vec::new();
+    hpack.encode(post, &mut block);
+    Headers::write(1, &block, false, &mut empty);
+    for _ in 0..5000 {
+        hawkey::front::h2::frame::data::Data::write_header(1, 0, false, &mut empty);
+    }
+    assert_goaway(&empty, Code::EnhanceYourCalm, "a flood of empty DATA");
+    let mut tiny = Vec::new();
+    for _ in 0..5000 {
+        hawkey::front::h2::frame::window_update::write(0, 1, &mut tiny);
+    }
+    assert_goaway(
+        &tiny,
+        Code::EnhanceYourCalm,
+        "a flood of one-byte WINDOW_UPDATEs",
+    );
+}
+
+#[test]
+fn h2_a_window_held_shut_ends_the_connection_at_upstream_ms() {
+    // The stream may take 1 MiB, but the connection's window is never opened.
+    let mut attack = Vec::new();
+    settings::write(&[(settings::INITIAL_WINDOW_SIZE, 1 << 20)], &mut attack);
+    let mut block = Vec::new();
+    let get: [(&[u8], &[u8]); 4] = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":path", b"/big"),
+        (b":authority", b"h"),
+    ];
+    Encoder::default().encode(get, &mut block);
+    Headers::write(1, &block, true, &mut attack);
+    let config = json!({ "timeouts": { "upstreamMs": 1000 } });
+    let started = Instant::now();
+    assert_goaway_with(config, &attack, Code::EnhanceYourCalm, "a zero window held");
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+}
+
+#[test]
+fn h2_more_streams_than_allowed_are_refused() {
+    let s = site(json!({}));
+    let mut c = h2_client(s.hawkey.addr);
+    let mut hpack = Encoder::default();
+    let mut opens = Vec::new();
+    for i in 0..129u32 {
+        // Uploads whose bodies never come: each stream stays open.
+        let post: [(&[u8], &[u8]); 4] = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", b"/echo/held"),
+            (b":authority", b"h"),
+        ];
+        let mut block = Vec::new();
+        hpack.encode(post, &mut block);
+        Headers::write(2 * i + 1, &block, false, &mut opens);
+    }
+    send(&mut c, &opens);
+    let mut frames = Frames::new(c.try_clone().unwrap());
+    let refused = std::iter::from_fn(|| frames.next()).find(|(k, ..)| *k == kind::RST_STREAM);
+    let (_, _, stream, payload) = refused.expect("a stream is refused");
+    assert_eq!(stream, 257, "the 129th");
+    assert_eq!(
+        u32::from_be_bytes(payload[..4].try_into().unwrap()),
+        Code::RefusedStream.value()
+    );
+    let mut fresh = h2_client(s.hawkey.addr);
+    let mut get = Vec::new();
+    Headers::write(1, &get_block(&mut Encoder::default()), true, &mut get);
+    send(&mut fresh, &get);
+    assert!(answered(&mut fresh, 1), "another client is served");
 }
 
 #[test]
