@@ -471,6 +471,44 @@ fn h2_a_window_held_shut_ends_the_connection_at_upstream_ms() {
     assert!(started.elapsed() >= Duration::from_millis(1000));
 }
 
+/// A stream whose client opens no window holds back only itself: another stream
+/// on the same connection is answered meanwhile.
+#[test]
+fn h2_a_stalled_stream_does_not_stall_the_others() {
+    let s = site(json!({}));
+    let c = connect(s.hawkey.addr);
+    let mut out = PREFACE.to_vec();
+    settings::write(&[(settings::INITIAL_WINDOW_SIZE, 1000)], &mut out);
+    hawkey::front::h2::frame::window_update::write(0, 1 << 30, &mut out);
+    let mut hpack = Encoder::default();
+    for (id, path) in [(1u32, &b"/big"[..]), (3, b"/static/a.txt")] {
+        let mut block = Vec::new();
+        let get: [(&[u8], &[u8]); 4] = [
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":path", path),
+            (b":authority", b"h"),
+        ];
+        hpack.encode(get, &mut block);
+        Headers::write(id, &block, true, &mut out);
+    }
+    let mut frames = Frames::new(c);
+    frames.s.write_all(&out).unwrap();
+    let (mut big, mut small) = (0usize, Vec::new());
+    let small_done = std::iter::from_fn(|| frames.next()).any(|(k, flags, stream, payload)| {
+        if k == kind::DATA && stream == 1 {
+            big += payload.len();
+        }
+        if k == kind::DATA && stream == 3 {
+            small.extend_from_slice(&payload);
+        }
+        stream == 3 && k == kind::DATA && flags & 1 != 0
+    });
+    assert!(small_done, "stream 3 is answered");
+    assert_eq!(small, b"a static file\n");
+    assert!(big <= 1000, "stream 1 sent no more than its window: {big}");
+}
+
 #[test]
 fn h2_more_streams_than_allowed_are_refused() {
     let s = site(json!({}));
