@@ -1067,17 +1067,36 @@ fn k_connections_past_max_connections_get_503_and_hawkey_stays_responsive() {
     let hawkey = start(&[("^/ok", &fine)], json!({ "maxConnections": 20 }));
     let baseline = hawkey.warm_up(&["/ok"]);
 
-    let mut clients: Vec<TcpStream> = (0..40).map(|_| hawkey.connect()).collect();
-    for (i, s) in clients.iter_mut().enumerate().skip(20) {
+    // Which 20 are refused depends on the order the loops accept them in (two loops
+    // may take the queue's connections in turns): 20 get a 503 and a close, and the
+    // other 20 are held, with nothing sent to them.
+    let all: Vec<TcpStream> = (0..40).map(|_| hawkey.connect()).collect();
+    let has_bytes = |s: &TcpStream| {
+        s.set_nonblocking(true).unwrap();
+        let ready = s.peek(&mut [0u8]).is_ok();
+        s.set_nonblocking(false).unwrap();
+        ready
+    };
+    poll_until(Instant::now() + Duration::from_secs(2), || {
+        all.iter().filter(|s| has_bytes(s)).count() >= 20
+    });
+    let (mut refused, mut clients): (Vec<TcpStream>, Vec<TcpStream>) =
+        all.into_iter().partition(|s| has_bytes(s));
+    assert_eq!(
+        (refused.len(), clients.len()),
+        (20, 20),
+        "20 refused, 20 held"
+    );
+    for (i, s) in refused.iter_mut().enumerate() {
         let res = read_response(s, false);
-        assert_local(&res, 503, &format!("connection {i}"));
+        assert_local(&res, 503, &format!("refused connection {i}"));
         let (rest, end) = read_until_closed(s, Duration::from_secs(2), "503");
         assert!(
             rest.is_empty() && end.is_ok(),
-            "connection {i}: {rest:?} {end:?}"
+            "refused connection {i}: {rest:?} {end:?}"
         );
     }
-    for (i, s) in clients.iter_mut().enumerate().take(20) {
+    for (i, s) in clients.iter_mut().enumerate() {
         s.set_nonblocking(true).unwrap();
         let mut byte = [0u8];
         match s.read(&mut byte) {
