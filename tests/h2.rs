@@ -571,7 +571,18 @@ fn h2_conformance_every_httpwg_case_passes() {
         json!({ "proxy": [{ "pathRegExp": "^/", "authority": backend.authority() }] }),
     );
     let addr = hawkey.addr.to_string();
-    let out = tool("httpwg", &["-a", &addr]);
+    // Its waits are 250 ms by default, too short for a loaded test machine.
+    let out = tool(
+        "httpwg",
+        &[
+            "-a",
+            &addr,
+            "--frame-timeout",
+            "3000",
+            "--connect-timeout",
+            "3000",
+        ],
+    );
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let plain: String = strip_colours(&text);
