@@ -1106,3 +1106,32 @@ fn http2_sessions(netlog: &str) -> Option<usize> {
     ids.dedup();
     Some(ids.len())
 }
+
+/// Request trailers reach the backend (the body goes chunked, the trailer after it).
+#[test]
+fn h2_request_trailers_reach_the_backend() {
+    let s = site(json!({}));
+    let mut c = h2_client(s.hawkey.addr);
+    let mut hpack = Encoder::default();
+    let mut out = Vec::new();
+    let mut block = Vec::new();
+    let post: [(&[u8], &[u8]); 5] = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/echo/trailers-in"),
+        (b":authority", b"h"),
+        (b"te", b"trailers"),
+    ];
+    hpack.encode(post, &mut block);
+    Headers::write(1, &block, false, &mut out);
+    hawkey::front::h2::frame::data::Data::write_header(1, 3, false, &mut out);
+    out.extend_from_slice(b"abc");
+    let mut trailer = Vec::new();
+    hpack.encode([(&b"x-sum"[..], &b"42"[..])], &mut trailer);
+    Headers::write(1, &trailer, true, &mut out);
+    send(&mut c, &out);
+    assert!(answered(&mut c, 1), "the upload is answered");
+    let got = &s.echo.requests()[0];
+    assert_eq!(got.body, b"abc");
+    assert_eq!(got.trailers, [("x-sum".to_string(), "42".to_string())]);
+}
