@@ -1150,8 +1150,7 @@ struct Fields {
     protocol: Option<Vec<u8>>,
     regular: FieldList,
     cookies: Vec<u8>,
-    host: bool,
-    host_value: Option<Vec<u8>>,
+    host: Option<Vec<u8>>,
     content_length: Option<Vec<u8>>,
     /// The first thing wrong.
     bad: Option<&'static str>,
@@ -1174,7 +1173,7 @@ impl Fields {
             return Err("a field value with NUL, CR, LF or surrounding space");
         }
         if let Some(pseudo) = name.strip_prefix(b":") {
-            if !self.regular.is_empty() || self.host || !self.cookies.is_empty() {
+            if !self.regular.is_empty() || self.host.is_some() || !self.cookies.is_empty() {
                 return Err("a pseudo-header after a regular field");
             }
             let text =
@@ -1208,10 +1207,7 @@ impl Fields {
                 self.cookies.extend_from_slice(value);
                 return Ok(());
             }
-            b"host" => {
-                self.host = true;
-                self.host_value = Some(value.to_vec());
-            }
+            b"host" => self.host = Some(value.to_vec()),
             b"content-length" => {
                 if self.content_length.as_deref().is_some_and(|cl| cl != value) {
                     return Err("two different content-length values");
@@ -1267,7 +1263,7 @@ impl Fields {
             }
             Some(_) => return Err("a content-length that is not a number"),
         };
-        if let (Some(authority), Some(host)) = (&self.authority, self.host_value.as_deref())
+        if let (Some(authority), Some(host)) = (&self.authority, self.host.as_deref())
             && authority[..] != *host
         {
             return Err("host and :authority differ");
@@ -1276,7 +1272,7 @@ impl Fields {
         // [H2]: `:authority` is the Host (RFC 9113 §8.3.1), in front of the rest.
         match &self.authority {
             Some(authority) => fields.push(b"host", authority),
-            None if !self.host => return Err("neither :authority nor host"),
+            None if self.host.is_none() => return Err("neither :authority nor host"),
             None => {}
         }
         for (name, value) in self.regular.iter() {

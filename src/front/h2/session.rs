@@ -27,8 +27,6 @@ struct Running {
     x: Exchange,
     /// After a 101: the stream is a WebSocket tunnel to the backend.
     tunnel: Option<StreamTunnel>,
-    /// An extended CONNECT: the stream's DATA is for the tunnel, not a body.
-    websocket: bool,
     head_only: bool,
     started: Instant,
     started_at: std::time::SystemTime,
@@ -126,13 +124,11 @@ impl Session {
                         self.rt = newer;
                     }
                     let head_only = head.method == "HEAD";
-                    let websocket = is_tunnel(&head);
                     let rt = Arc::clone(&self.rt);
                     let x = Exchange::start(rt, head, body, self.client, now);
                     let running = Running {
                         x,
                         tunnel: None,
-                        websocket,
                         head_only,
                         started: now,
                         started_at: std::time::SystemTime::now(),
@@ -171,8 +167,10 @@ impl Session {
             };
         }
         let mut moved = false;
+        // An extended CONNECT's DATA is for its tunnel, not a body.
+        let websocket = is_tunnel(&r.x.req);
         let body = self.h2.body(id);
-        if !body.is_empty() && !r.websocket {
+        if !body.is_empty() && !websocket {
             let n = body.len().min(r.x.body_room());
             if n > 0 {
                 r.x.client_data(&body[..n]);
@@ -182,7 +180,7 @@ impl Session {
         }
         if let Some(trailers) = self.h2.body_ended(id)
             && !r.x.body_done()
-            && !r.websocket
+            && !websocket
         {
             r.x.client_end(trailers);
             moved = true;
@@ -222,20 +220,6 @@ impl Session {
             r.x.outcome.body_bytes = t.to_client;
         }
         self.log(&r);
-        self.take_events_after_end();
-    }
-
-    /// Events the end of a tunnel made (a reset of its own stream) need no handling.
-    fn take_events_after_end(&mut self) {
-        let events = self.h2.take_events();
-        for event in events {
-            if let Event::Reset { stream } = event
-                && let Some(mut r) = self.running.remove(&stream)
-            {
-                r.x.client_gone(None);
-                self.log(&r);
-            }
-        }
     }
 
     fn log(&self, r: &Running) {
