@@ -15,8 +15,9 @@ pub mod proxy;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use crate::access_log::Entry;
 use crate::backend::authority::Authority;
 use crate::body::BodyLength;
 use crate::error::reason;
@@ -291,6 +292,25 @@ impl Exchange {
                 out.head(&head, BodyLength::Empty, true);
                 out.end(&[]);
             }
+        }
+    }
+
+    /// The access-log line of this exchange [L]: its request line ends in `version`
+    /// (`HTTP/1.1`, `HTTP/2.0`); `started` is when its head began to arrive.
+    pub fn log_entry(&self, client: IpAddr, version: &str, started: Instant) -> Entry {
+        let req = &self.req;
+        let elapsed = started.elapsed();
+        let now = SystemTime::now();
+        Entry {
+            client,
+            started: now.checked_sub(elapsed).unwrap_or(now),
+            request_line: Some(format!("{} {} {version}", req.method, req.target)),
+            status: self.outcome.status,
+            body_bytes: self.outcome.body_bytes,
+            referer: req.first("referer").map(<[u8]>::to_vec),
+            user_agent: req.first("user-agent").map(<[u8]>::to_vec),
+            elapsed,
+            upstream: self.upstream().map(|a| a.text.clone()),
         }
     }
 

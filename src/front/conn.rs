@@ -28,7 +28,7 @@ use crate::front::h2::conn::PREFACE;
 use crate::front::h2::session::Session;
 use crate::front::transport::{ClientSocket, Transport};
 use crate::front::tunnel::{Pumped, Tunnel};
-use crate::head::{Fields, RequestHead, ResponseHead};
+use crate::head::{RequestHead, ResponseHead};
 use crate::shared::{Runtime, Shared, Slot};
 
 /// Most answer bytes queued for the client before the exchange waits for room.
@@ -556,18 +556,12 @@ impl Conn {
     }
 
     fn entry_for(&self, x: &Exchange) -> Option<Entry> {
-        if !self.shared.log.is_on() {
-            return None;
-        }
-        let req = &x.req;
-        let line = format!("{} {} HTTP/1.{}", req.method, req.target, req.minor);
-        Some(self.entry(
-            Some(req),
-            Some(line),
-            x.outcome.status,
-            x.outcome.body_bytes,
-            x.upstream().map(|a| a.text.clone()),
-        ))
+        let version = format!("HTTP/1.{}", x.req.minor);
+        let started = self.h1.request_started();
+        self.shared
+            .log
+            .is_on()
+            .then(|| x.log_entry(self.client.ip, &version, started))
     }
 
     /// The line for a head we refused (400, 408, 431, …), with its first line if a
@@ -579,32 +573,19 @@ impl Conn {
             true => 0,
             false => crate::headers::local_body(e.status()).len() as u64,
         };
-        let line = first_line(input);
-        let entry = self.entry(None, line, e.status(), body_bytes, None);
-        self.shared.log.write(&entry);
-    }
-
-    fn entry(
-        &self,
-        req: Option<&RequestHead>,
-        request_line: Option<String>,
-        status: u16,
-        body_bytes: u64,
-        upstream: Option<String>,
-    ) -> Entry {
         let elapsed = self.h1.request_started().elapsed();
         let now = SystemTime::now();
-        Entry {
+        self.shared.log.write(&Entry {
             client: self.client.ip,
             started: now.checked_sub(elapsed).unwrap_or(now),
-            request_line,
-            status,
+            request_line: first_line(input),
+            status: e.status(),
             body_bytes,
-            referer: req.and_then(|r| r.first("referer")).map(<[u8]>::to_vec),
-            user_agent: req.and_then(|r| r.first("user-agent")).map(<[u8]>::to_vec),
+            referer: None,
+            user_agent: None,
             elapsed,
-            upstream,
-        }
+            upstream: None,
+        });
     }
 }
 

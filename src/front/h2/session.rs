@@ -11,13 +11,12 @@ use std::time::Instant;
 
 use super::conn::{Event, H2, Limits, is_tunnel};
 use super::tunnel::StreamTunnel;
-use crate::access_log::Entry;
 use crate::body::BodyLength;
 use crate::event::{Side, SocketId};
 use crate::exchange::{self, Exchange, Respond};
 use crate::front::transport::Wire;
 use crate::front::tunnel::Pumped;
-use crate::head::{FieldList, Fields, ResponseHead};
+use crate::head::{FieldList, ResponseHead};
 use crate::headers::{announced_length, end_to_end, local_body};
 use crate::shared::{Runtime, Shared};
 use crate::sys::Readiness;
@@ -29,7 +28,6 @@ struct Running {
     tunnel: Option<StreamTunnel>,
     head_only: bool,
     started: Instant,
-    started_at: std::time::SystemTime,
 }
 
 pub struct Session {
@@ -131,7 +129,6 @@ impl Session {
                         tunnel: None,
                         head_only,
                         started: now,
-                        started_at: std::time::SystemTime::now(),
                     };
                     self.running.insert(stream, running);
                 }
@@ -232,21 +229,10 @@ impl Session {
             x.outcome.status,
             x.upstream().map_or("-", |a| a.text.as_str())
         );
-        if !self.shared.log.is_on() {
-            return;
+        if self.shared.log.is_on() {
+            let entry = x.log_entry(self.client.ip, "HTTP/2.0", r.started);
+            self.shared.log.write(&entry);
         }
-        let req = &x.req;
-        self.shared.log.write(&Entry {
-            client: self.client.ip,
-            started: r.started_at,
-            request_line: Some(format!("{} {} HTTP/2.0", req.method, req.target)),
-            status: x.outcome.status,
-            body_bytes: x.outcome.body_bytes,
-            referer: req.first("referer").map(<[u8]>::to_vec),
-            user_agent: req.first("user-agent").map(<[u8]>::to_vec),
-            elapsed: r.started.elapsed(),
-            upstream: x.upstream().map(|a| a.text.clone()),
-        });
     }
 
     /// The backend sockets of the streams, by stream id.
