@@ -297,6 +297,69 @@ fn read_until_end(s: &mut TcpStream, by: Instant, idle: Option<Duration>, cap: u
     }
 }
 
+/// Watches every socket of `socks` at once, until each has ended (end of stream or
+/// reset) or `until`: when each was seen ended, and at most `cap` bytes of each. One
+/// poll over all of them, so each end is seen when it comes, whatever order the
+/// sockets end in.
+fn watch_ends(socks: &mut [&mut TcpStream], until: Instant, cap: usize) -> Vec<End> {
+    let mut ends: Vec<End> = socks
+        .iter()
+        .map(|_| End {
+            bytes: Vec::new(),
+            at: None,
+        })
+        .collect();
+    for s in socks.iter() {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let open: Vec<usize> = (0..socks.len()).filter(|&i| ends[i].at.is_none()).collect();
+        let left = until.saturating_duration_since(Instant::now());
+        if open.is_empty() || left.is_zero() {
+            break;
+        }
+        let mut fds: Vec<libc::pollfd> = open
+            .iter()
+            .map(|&i| libc::pollfd {
+                fd: socks[i].as_raw_fd(),
+                events: libc::POLLIN | libc::POLLRDHUP,
+                revents: 0,
+            })
+            .collect();
+        let wait = left.as_millis().min(100) as i32 + 1;
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs that poll may
+        // write into; it outlives the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
+        if ready <= 0 {
+            continue;
+        }
+        let now = Instant::now();
+        for (fd, &i) in fds.iter().zip(&open) {
+            if fd.revents == 0 {
+                continue;
+            }
+            let end = &mut ends[i];
+            loop {
+                match socks[i].read(&mut buf) {
+                    Ok(0) => break end.at = Some(now),
+                    Ok(n) => {
+                        let keep = n.min(cap.saturating_sub(end.bytes.len()));
+                        end.bytes.extend_from_slice(&buf[..keep]);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => break end.at = Some(now),
+                }
+            }
+        }
+    }
+    for s in socks.iter() {
+        s.set_nonblocking(false).unwrap();
+    }
+    ends
+}
+
 // ---------------------------------------------------------------------------------
 // 1. Held connections of every kind
 
@@ -321,6 +384,9 @@ const UPSTREAM_MS: u64 = 5000;
 /// What a held connection may take past its deadline to be seen ended: the loop's
 /// timer granularity, many connections ending at once on two cores, a lingering close.
 const SLACK: Duration = Duration::from_secs(2);
+/// How much earlier than its deadline (counted from its request) a held connection
+/// may end: the loop's timer granularity.
+const EARLY: Duration = Duration::from_millis(50);
 
 impl Kind {
     fn request(self) -> &'static [u8] {
@@ -359,11 +425,14 @@ struct Held {
     kind: Kind,
     s: TcpStream,
     sent: Instant,
+    /// When hawkey was seen waiting for what this connection waits for: its wait, and
+    /// so its deadline, starts no later. Until then, when it was sent.
+    waiting: Instant,
 }
 
 impl Held {
     fn bound(&self) -> Instant {
-        self.sent + self.kind.deadline() + SLACK
+        self.waiting + self.kind.deadline() + SLACK
     }
 }
 
@@ -373,10 +442,12 @@ struct Ends {
     count: usize,
     /// Seen ended by their deadline + `SLACK`.
     ended: usize,
-    /// Seen ended only when checked past their bound: when they ended is unknown.
+    /// Seen ended past their bound.
     late: usize,
-    /// The longest from a request to its end, of those ended in time.
+    /// The longest from a request's wait to its end.
     latest: Duration,
+    /// Ended before their deadline, counted from when they were sent.
+    early: usize,
     /// How many were answered with each status ("no answer": closed without one).
     statuses: BTreeMap<String, usize>,
 }
@@ -403,7 +474,7 @@ fn held_sizes() -> (usize, usize) {
 /// requests stuck connecting to a full listener, all held at once, while 100 probes
 /// from fresh connections (a static file and a proxied GET, alternating) are
 /// answered 200 with p99 under 100 ms. Then every held connection ends within its
-/// deadline plus `SLACK`, hawkey's descriptors are back at their baseline while the
+/// deadline plus `SLACK`, counted from when hawkey was seen waiting for it, hawkey's descriptors are back at their baseline while the
 /// clients still hold their sockets (hawkey itself ended them), and each stuck
 /// connect is a 502.
 ///
@@ -474,10 +545,12 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
         for _ in 0..count {
             let mut s = hawkey.connect();
             send(&mut s, kind.request());
+            let sent = Instant::now();
             held.push(Held {
                 kind,
                 s,
-                sent: Instant::now(),
+                sent,
+                waiting: sent,
             });
         }
     }
@@ -501,7 +574,30 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
     let waiting_by = first_deadline
         .checked_sub(Duration::from_millis(700))
         .unwrap_or(now);
-    let waiting = poll_until(waiting_by, all_waiting);
+    // On two cores hawkey may take a second or more to bring every request to its
+    // wait while it relays the non-readers' first megabytes: note when each kind was
+    // seen all waiting, which is when its deadlines have started at the latest.
+    let mut seen_waiting: BTreeMap<Kind, Instant> = BTreeMap::new();
+    let waiting = poll_until(waiting_by, || {
+        let counts = [
+            (Kind::Upload, up_heads.load(Ordering::SeqCst) == n),
+            (Kind::Expect, expect_heads.load(Ordering::SeqCst) == m),
+            (
+                Kind::Stuck,
+                m_stuck == 0 || syn_sent_to(stuck_port) >= m_stuck,
+            ),
+        ];
+        for (kind, all) in counts {
+            if all {
+                seen_waiting.entry(kind).or_insert_with(Instant::now);
+            }
+        }
+        all_waiting()
+    });
+    for h in held.iter_mut() {
+        let seen = seen_waiting.get(&h.kind).copied();
+        h.waiting = seen.unwrap_or_else(Instant::now).max(h.sent);
+    }
     let waited = now.elapsed();
     let (ups, bigs, expects, connecting) = (
         up_heads.load(Ordering::SeqCst),
@@ -606,25 +702,36 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
     }
 
     // Every held connection that is answered briefly (all but the non-readers) ends by
-    // its deadline plus SLACK, with the status its kind must have; in order of those
-    // bounds, so that each is checked no later than its own.
+    // its deadline plus SLACK, with the status its kind must have; all watched at once,
+    // so that each end is timed when it comes.
     let mut small: Vec<&mut Held> = held.iter_mut().filter(|h| h.kind != Kind::NoRead).collect();
-    small.sort_by_key(|h| h.bound());
+    let last_small = small.iter().map(|h| h.bound()).max().unwrap();
+    let ends = {
+        let mut socks: Vec<&mut TcpStream> = small.iter_mut().map(|h| &mut h.s).collect();
+        watch_ends(&mut socks, last_small, 64 * 1024)
+    };
     let mut summary: BTreeMap<Kind, Ends> = BTreeMap::new();
-    for h in small {
-        let bound = h.bound();
-        let end = read_until_end(&mut h.s, bound, None, 64 * 1024);
+    for (h, end) in small.iter().zip(&ends) {
         let entry = summary.entry(h.kind).or_default();
         entry.count += 1;
         let status = status_of(&end.bytes);
         let shown = status.map_or_else(|| "no answer".to_string(), |s| s.to_string());
         *entry.statuses.entry(shown).or_insert(0) += 1;
+        if end
+            .at
+            .is_some_and(|at| at + EARLY < h.sent + h.kind.deadline())
+        {
+            entry.early += 1;
+        }
         match end.at {
-            Some(at) if at <= bound => {
+            Some(at) if at <= h.bound() => {
                 entry.ended += 1;
-                entry.latest = entry.latest.max(at - h.sent);
+                entry.latest = entry.latest.max(at - h.waiting);
             }
-            Some(_) => entry.late += 1, // checked past its bound (after an earlier failure)
+            Some(at) => {
+                entry.late += 1;
+                entry.latest = entry.latest.max(at - h.waiting);
+            }
             None => {}
         }
         if let (Some(want), Some(got)) = (h.kind.status(), status)
@@ -648,12 +755,19 @@ fn r8_held_connections_of_every_kind_leave_a_fresh_client_served_at_once() {
             ended,
             late,
             latest,
+            early,
             statuses,
         } = ends;
         eprintln!(
-            "{kind:?}: {ended}/{count} ended by deadline {:?} + {SLACK:?}, the last {latest:?} after its request ({late} more seen ended only when checked late); answers {statuses:?}",
+            "{kind:?}: {ended}/{count} ended by deadline {:?} + {SLACK:?}, the last {latest:?} after it was seen waiting ({late} more ended later, {early} before the deadline); answers {statuses:?}",
             kind.deadline()
         );
+        if *early > 0 {
+            failures.push(format!(
+                "{early} of {count} {kind:?} connections ended more than {EARLY:?} before their deadline {:?}",
+                kind.deadline()
+            ));
+        }
         if ended < count {
             failures.push(format!(
                 "{} of {count} {kind:?} connections not seen ended by their deadline {:?} + {SLACK:?}",
