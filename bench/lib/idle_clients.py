@@ -80,7 +80,7 @@ def main():
     tls.set_alpn_protocols(["h2"])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # the kernel closes the sockets at once
     request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: idle-holder\r\n\r\n".encode()
     held = []
     start = time.monotonic()
