@@ -330,16 +330,28 @@ fn h2_client(addr: SocketAddr) -> TcpStream {
     s
 }
 
-fn get_block(hpack: &mut Encoder) -> Vec<u8> {
-    let mut block = Vec::new();
-    let fields: [(&[u8], &[u8]); 4] = [
-        (b":method", b"GET"),
+/// A request's header block: `method` on `path` of `http://h`, then `extra` fields.
+fn request_block(
+    hpack: &mut Encoder,
+    method: &[u8],
+    path: &[u8],
+    extra: &[(&[u8], &[u8])],
+) -> Vec<u8> {
+    let mut fields: Vec<(&[u8], &[u8])> = vec![
+        (b":method", method),
         (b":scheme", b"http"),
-        (b":path", b"/echo/slow"),
+        (b":path", path),
         (b":authority", b"h"),
     ];
+    fields.extend_from_slice(extra);
+    let mut block = Vec::new();
     hpack.encode(fields, &mut block);
     block
+}
+
+/// A GET of `/echo/slow`.
+fn get_block(hpack: &mut Encoder) -> Vec<u8> {
+    request_block(hpack, b"GET", b"/echo/slow", &[])
 }
 
 /// Reads frames until stream `id` ends (END_STREAM on a HEADERS or DATA frame).
@@ -427,14 +439,7 @@ fn h2_floods_and_endless_header_blocks_are_calmed() {
 fn h2_empty_data_and_tiny_window_update_floods_are_calmed() {
     let mut hpack = Encoder::default();
     let mut empty = Vec::new();
-    let post: [(&[u8], &[u8]); 4] = [
-        (b":method", b"POST"),
-        (b":scheme", b"http"),
-        (b":path", b"/echo/flood"),
-        (b":authority", b"h"),
-    ];
-    let mut block = Vec::new();
-    hpack.encode(post, &mut block);
+    let block = request_block(&mut hpack, b"POST", b"/echo/flood", &[]);
     Headers::write(1, &block, false, &mut empty);
     for _ in 0..5000 {
         hawkey::front::h2::frame::data::Data::write_header(1, 0, false, &mut empty);
@@ -456,14 +461,7 @@ fn h2_a_window_held_shut_ends_the_connection_at_upstream_ms() {
     // The stream may take 1 MiB, but the connection's window is never opened.
     let mut attack = Vec::new();
     settings::write(&[(settings::INITIAL_WINDOW_SIZE, 1 << 20)], &mut attack);
-    let mut block = Vec::new();
-    let get: [(&[u8], &[u8]); 4] = [
-        (b":method", b"GET"),
-        (b":scheme", b"http"),
-        (b":path", b"/big"),
-        (b":authority", b"h"),
-    ];
-    Encoder::default().encode(get, &mut block);
+    let block = request_block(&mut Encoder::default(), b"GET", b"/big", &[]);
     Headers::write(1, &block, true, &mut attack);
     let config = json!({ "timeouts": { "upstreamMs": 1000 } });
     let started = Instant::now();
@@ -482,14 +480,7 @@ fn h2_a_stalled_stream_does_not_stall_the_others() {
     hawkey::front::h2::frame::window_update::write(0, 1 << 30, &mut out);
     let mut hpack = Encoder::default();
     for (id, path) in [(1u32, &b"/big"[..]), (3, b"/static/a.txt")] {
-        let mut block = Vec::new();
-        let get: [(&[u8], &[u8]); 4] = [
-            (b":method", b"GET"),
-            (b":scheme", b"http"),
-            (b":path", path),
-            (b":authority", b"h"),
-        ];
-        hpack.encode(get, &mut block);
+        let block = request_block(&mut hpack, b"GET", path, &[]);
         Headers::write(id, &block, true, &mut out);
     }
     let mut frames = Frames::new(c);
@@ -517,14 +508,7 @@ fn h2_more_streams_than_allowed_are_refused() {
     let mut opens = Vec::new();
     for i in 0..129u32 {
         // Uploads whose bodies never come: each stream stays open.
-        let post: [(&[u8], &[u8]); 4] = [
-            (b":method", b"POST"),
-            (b":scheme", b"http"),
-            (b":path", b"/echo/held"),
-            (b":authority", b"h"),
-        ];
-        let mut block = Vec::new();
-        hpack.encode(post, &mut block);
+        let block = request_block(&mut hpack, b"POST", b"/echo/held", &[]);
         Headers::write(2 * i + 1, &block, false, &mut opens);
     }
     send(&mut c, &opens);
@@ -1129,15 +1113,12 @@ fn h2_request_trailers_reach_the_backend() {
     let mut c = h2_client(s.hawkey.addr);
     let mut hpack = Encoder::default();
     let mut out = Vec::new();
-    let mut block = Vec::new();
-    let post: [(&[u8], &[u8]); 5] = [
-        (b":method", b"POST"),
-        (b":scheme", b"http"),
-        (b":path", b"/echo/trailers-in"),
-        (b":authority", b"h"),
-        (b"te", b"trailers"),
-    ];
-    hpack.encode(post, &mut block);
+    let block = request_block(
+        &mut hpack,
+        b"POST",
+        b"/echo/trailers-in",
+        &[(b"te", b"trailers")],
+    );
     Headers::write(1, &block, false, &mut out);
     hawkey::front::h2::frame::data::Data::write_header(1, 3, false, &mut out);
     out.extend_from_slice(b"abc");
