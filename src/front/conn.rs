@@ -556,12 +556,16 @@ impl Conn {
     }
 
     fn entry_for(&self, x: &Exchange) -> Option<Entry> {
-        let version = format!("HTTP/1.{}", x.req.minor);
+        // A request line of any other version was refused (505) before routing.
+        let version = match x.req.minor {
+            0 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
         let started = self.h1.request_started();
         self.shared
             .log
             .is_on()
-            .then(|| x.log_entry(self.client.ip, &version, started))
+            .then(|| x.log_entry(self.client.ip, version, started))
     }
 
     /// The line for a head we refused (400, 408, 431, …), with its first line if a
